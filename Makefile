@@ -1,0 +1,52 @@
+# The front door: CMake + CTest underneath, build output in build/.
+#   make            build libmemkit.so, libmemkit.a, memkit
+#   make run        build, then show memkit at work on this machine
+#   make test       the whole test suite (CTest)
+#   make bench      allocator benchmarks against glibc, jemalloc, tcmalloc, mimalloc
+#   make install PREFIX=/usr/local
+BUILD   ?= build
+PREFIX  ?= /usr/local
+JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps configure run test bench install clean format lint fuzz
+
+all: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+deps:
+	@scripts/deps.sh build
+
+configure: deps
+	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS)
+
+run: all
+	@scripts/demo.sh $(BUILD)
+
+test:
+	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory all
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+
+bench: all
+	@scripts/deps.sh bench
+	bench/run.sh $(BUILD)
+
+fuzz: all
+	@scripts/deps.sh test
+	tests/fuzz/run.sh $(BUILD) $(FUZZ_SECONDS)
+
+install: all
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+lint: all
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
+	  --suppress=missingIncludeSystem -I include src cli
+	clang-tidy -p $(BUILD) --quiet $$(git ls-files 'src/*.c' 'cli/*.c') \
+	  -checks='-*,bugprone-*,clang-analyzer-*,-bugprone-easily-swappable-parameters,-bugprone-reserved-identifier,-clang-analyzer-security.insecureAPI.*'
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,304 @@
+/* internal.h - what libmemkit's files share (mki_ prefix), grouped by file.
+ *
+ * Glossary (the words mean one thing each in this code base):
+ *   page     the kernel's 4 KiB page, MKI_PAGE_SIZE.
+ *   chunk    4 MiB, 4 MiB-aligned, 1024 pages: the unit reserved from the OS.
+ *            Its metadata (one struct mki_page per page) lives outside it, so
+ *            that a whole chunk can be one order-10 buddy block.
+ *   block    2^order pages, aligned to its size: the buddy system's unit.
+ *   run      any number of pages (1..1024) cut from a block, the tail given
+ *            back, as the kernel's alloc_pages_exact does.
+ *   slab     a block carved into equal objects (slots) of one size class.
+ *   heap     one per thread: a bin per size class, each bin its slabs.
+ *   large    a request >= the mmap threshold: a mapping of its own.
+ *
+ * Layers call only downwards: alloc -> heap -> slab -> page -> os;
+ * alloc -> large -> os. Only os.c makes memory system calls.
+ */
+#ifndef MEMKIT_INTERNAL_H
+#define MEMKIT_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include "memkit.h"
+
+#define MKI_PAGE_SHIFT	12
+#define MKI_PAGE_SIZE	((size_t)1 << MKI_PAGE_SHIFT)
+#define MKI_MAX_ORDER	10
+#define MKI_ORDERS	(MKI_MAX_ORDER + 1)
+#define MKI_CHUNK_SHIFT (MKI_PAGE_SHIFT + MKI_MAX_ORDER)
+#define MKI_CHUNK_SIZE	((size_t)1 << MKI_CHUNK_SHIFT)
+#define MKI_CHUNK_PAGES ((size_t)1 << MKI_MAX_ORDER)
+#define MKI_ALIGN	16
+
+#define mki_likely(x)	__builtin_expect(!!(x), 1)
+#define mki_unlikely(x) __builtin_expect(!!(x), 0)
+#define MKI_NOINLINE	__attribute__((noinline))
+#define MKI_COLD	__attribute__((cold, noinline))
+
+static inline size_t mki_align_up(size_t x, size_t a)
+{
+	return (x + a - 1) & ~(a - 1);
+}
+
+static inline bool mki_is_pow2(size_t x)
+{
+	return x && !(x & (x - 1));
+}
+
+/* ------------------------------------------------------------ libc.c
+ * Formatting and environment without malloc: safe on every allocator path. */
+int mki_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
+int mki_snprintf(char *buf, size_t size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* write(2) all of it, retrying on EINTR; 0 or errno */
+int mki_write_all(int fd, const char *buf, size_t len);
+int mki_dprintf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "memkit: <message>\n" on stderr, then abort(): for misuse and broken invariants */
+__attribute__((noreturn, format(printf, 1, 2))) void mki_fatal(const char *fmt, ...);
+/* environ lookup that works before the C runtime has set up anything */
+const char *mki_getenv(const char *name);
+uint64_t mki_clock_ms(void);
+/* simple spin-then-sleep lock that never allocates and is fork-safe to reset */
+typedef struct {
+	_Atomic int state;
+} mki_lock_t;
+#define MKI_LOCK_INIT {0}
+void mki_lock(mki_lock_t *l);
+void mki_unlock(mki_lock_t *l);
+bool mki_trylock(mki_lock_t *l);
+static inline void mki_lock_reset(mki_lock_t *l)
+{
+	atomic_store_explicit(&l->state, 0, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------ options.c */
+struct mki_options {
+	size_t mmap_threshold; /* MEMKIT_MMAP_THRESHOLD, mallopt(M_MMAP_THRESHOLD) */
+	uint32_t decay_ms;     /* MEMKIT_DECAY_MS: free memory kept this long before purge */
+	bool stats;	       /* MEMKIT_STATS: print statistics at exit */
+	bool leak;	       /* MEMKIT_LEAK: track allocation call stacks */
+	bool secure;	       /* MEMKIT_SECURE */
+	bool verbose;	       /* MEMKIT_VERBOSE */
+	bool purge_lazy;       /* MEMKIT_PURGE=free: MADV_FREE instead of MADV_DONTNEED */
+	uint32_t fail_mmap;    /* MEMKIT_FAIL_MMAP=N: the Nth OS mapping fails (tests) */
+	int stats_fd;	       /* MEMKIT_STATS_FD */
+	char report_path[256]; /* MEMKIT_REPORT: where at-exit reports go (JSON) */
+};
+extern struct mki_options mki_opt;
+void mki_options_init(void);
+
+/* ------------------------------------------------------------ os.c
+ * The only file with mmap/munmap/madvise/mremap. 0 or an errno value. */
+int mki_os_map(size_t size, size_t align, void **out);
+int mki_os_unmap(void *addr, size_t size);
+int mki_os_purge(void *addr, size_t size); /* give the pages back, keep the range */
+int mki_os_remap(void *addr, size_t old_size, size_t new_size, bool may_move, void **out);
+size_t mki_os_resident_bytes(void); /* this process's RSS, from /proc/self/statm */
+struct mki_os_counters {
+	_Atomic uint64_t mmap, munmap, madvise, mremap;
+	_Atomic size_t mapped_bytes;
+};
+extern struct mki_os_counters mki_os_count;
+
+/* ------------------------------------------------------------ meta.c
+ * Metadata (heaps, slab descriptors, tables) from its own pages, never malloc.
+ * Fixed-size free lists: mki_meta_free(p, size) with the size given to alloc. */
+void *mki_meta_alloc(size_t size); /* zeroed, 16-aligned; NULL on ENOMEM */
+void mki_meta_free(void *p, size_t size);
+size_t mki_meta_bytes(void);
+
+/* ------------------------------------------------------------ page.c
+ * The buddy system over chunks. One lock (page_lock) guards free lists. */
+enum mki_page_kind {
+	MKI_PAGE_NONE = 0, /* tail page of a free block, or not yet used */
+	MKI_PAGE_FREE,	   /* head of a free block of 2^order pages */
+	MKI_PAGE_BLOCK,	   /* mk_pages_alloc block (head and tails) */
+	MKI_PAGE_RUN,	   /* malloc page run (head and tails) */
+	MKI_PAGE_SLAB,	   /* page of a slab: slab points to its descriptor */
+	MKI_PAGE_ARENA,	   /* pages owned by an arena or other client */
+};
+
+struct mki_slab;
+struct mki_page {
+	uint8_t kind;
+	uint8_t order;	  /* FREE/BLOCK: order of the block */
+	uint16_t flags;	  /* MKI_PF_* */
+	uint32_t npages;  /* RUN: pages in the run (head only) */
+	uint32_t head;	  /* RUN/BLOCK tails: index of the head page */
+	uint32_t stamp;	  /* FREE: mki_clock_ms() when it became free (low 32 bits) */
+	union {
+		struct mki_slab *slab; /* SLAB: the slab's descriptor */
+		struct {
+			struct mki_page *next, *prev; /* FREE: free list of its order */
+		} lru;
+		void *owner; /* ARENA */
+	};
+};
+#define MKI_PF_DIRTY 0x1 /* FREE: may hold resident pages (not purged) */
+#define MKI_PF_ZERO  0x2 /* RUN/BLOCK: known zero when handed out */
+
+struct mki_chunk {
+	char *base; /* 4 MiB aligned */
+	struct mki_chunk *next, *prev;
+	uint32_t free_pages;
+	struct mki_page pages[MKI_CHUNK_PAGES];
+};
+
+/* the chunk a pointer lies in, or NULL: two loads through a radix map */
+struct mki_chunk *mki_chunk_of(const void *p);
+static inline struct mki_page *mki_page_desc(struct mki_chunk *c, const void *p)
+{
+	return &c->pages[((uintptr_t)p - (uintptr_t)c->base) >> MKI_PAGE_SHIFT];
+}
+static inline void *mki_page_addr(struct mki_chunk *c, struct mki_page *pg)
+{
+	return c->base + ((size_t)(pg - c->pages) << MKI_PAGE_SHIFT);
+}
+
+/* a block of 2^order pages marked `kind` (BLOCK, SLAB or ARENA); *zero tells
+ * whether it is known to be zero-filled. NULL + ENOMEM. */
+void *mki_pages_alloc(unsigned order, enum mki_page_kind kind, bool *zero);
+void mki_pages_free(void *p, unsigned order);
+/* npages contiguous pages (1..1024) aligned to 2^align_order pages */
+void *mki_run_alloc(size_t npages, unsigned align_order, bool *zero);
+void mki_run_free(void *p);
+/* shrink a run in place to npages (tail given back); true if done */
+bool mki_run_shrink(void *p, size_t npages);
+/* grow a run in place by taking the free pages after it; true if done */
+bool mki_run_grow(void *p, size_t npages);
+/* purge free blocks that have been free for decay_ms (all if force), release
+ * free chunks; returns bytes given back to the OS */
+size_t mki_page_purge(bool force);
+/* cheap: at most every few ms, called from slow paths */
+void mki_page_maybe_purge(void);
+void mki_page_stats(struct mk_stats *st);
+void mki_page_fork_prepare(void);
+void mki_page_fork_parent(void);
+void mki_page_fork_child(void);
+
+/* ------------------------------------------------------------ sizeclass.c */
+#define MKI_SMALL_MAX	  1024	       /* sizes served by the lookup table */
+#define MKI_SLAB_MAX	  (16 * 1024)  /* largest slab size class */
+#define MKI_CLASSES_MAX	  48
+extern uint8_t mki_class_of_small[MKI_SMALL_MAX / MKI_ALIGN + 1];
+extern uint32_t mki_class_size[MKI_CLASSES_MAX];
+extern uint8_t mki_class_order[MKI_CLASSES_MAX]; /* slab order of each class */
+extern unsigned mki_class_count;
+void mki_sizeclass_init(void);
+static inline unsigned mki_class_of_small_size(size_t size)
+{
+	return mki_class_of_small[(size + MKI_ALIGN - 1) / MKI_ALIGN];
+}
+unsigned mki_class_of(size_t size); /* size <= MKI_SLAB_MAX */
+
+/* ------------------------------------------------------------ slab.c
+ * A slab: one buddy block cut into equal slots. Owned by one heap (malloc)
+ * or one mk_cache. Frees from non-owners go to thread_free (atomic stack);
+ * its low bit MKI_TF_FULL asks the next remote freer to tell the owner. */
+struct mki_block {
+	struct mki_block *next;
+};
+struct mki_heap;
+struct mk_cache;
+struct mki_slab {
+	struct mki_block *free;		/* owner's free list */
+	uint32_t used;			/* slots handed out and not freed back to owner */
+	uint32_t capacity;		/* slots in the slab */
+	uint32_t size;			/* slot size */
+	uint32_t carved;		/* slots initialised so far (lazy carving) */
+	char *start;			/* first slot */
+	struct mki_heap *_Atomic owner; /* NULL: abandoned or cache-owned */
+	struct mk_cache *cache;		/* object cache, or NULL for malloc */
+	_Atomic uintptr_t thread_free;	/* remote frees | MKI_TF_FULL */
+	struct mki_slab *next, *prev;	/* in its bin / cache list */
+	struct mki_slab *_Atomic reclaim_next;
+	_Atomic int in_reclaim;
+	uint8_t cls;
+	uint8_t order;
+	uint8_t state;	 /* MKI_SLAB_* */
+	uint8_t aligned; /* interior pointers were handed out (memalign) */
+};
+#define MKI_TF_FULL ((uintptr_t)1)
+enum { MKI_SLAB_PARTIAL = 0, MKI_SLAB_FULL, MKI_SLAB_ABANDONED, MKI_SLAB_CACHE };
+
+struct mki_slab *mki_slab_new(uint32_t size, unsigned order, uint8_t cls);
+void mki_slab_delete(struct mki_slab *s);
+/* carve more slots into the free list; false when the slab is exhausted */
+bool mki_slab_extend(struct mki_slab *s);
+/* move remote frees into the owner's free list; returns how many */
+uint32_t mki_slab_collect(struct mki_slab *s);
+/* the slot containing p (for interior pointers) */
+void *mki_slab_slot_of(const struct mki_slab *s, const void *p);
+static inline bool mki_slab_is_slot_start(const struct mki_slab *s, const void *p)
+{
+	return ((size_t)((const char *)p - s->start)) % s->size == 0;
+}
+void mki_slab_push_remote(struct mki_slab *s, void *p);
+
+/* ------------------------------------------------------------ heap.c */
+struct mki_bin {
+	struct mki_slab *partial; /* list; the head is where malloc allocates */
+	struct mki_slab *full;
+	uint32_t nslabs;
+};
+struct mki_heap {
+	struct mki_slab *direct[MKI_CLASSES_MAX]; /* fast path: current slab of each class */
+	struct mki_bin bins[MKI_CLASSES_MAX];
+	struct mki_slab *_Atomic reclaim; /* full slabs that got remote frees */
+	struct mki_heap *next_heap;	  /* all heaps, for stats */
+	uint64_t allocs[MKI_CLASSES_MAX], frees[MKI_CLASSES_MAX];
+	uint64_t slow_calls;
+	pid_t tid;
+	bool dead;
+};
+extern __thread struct mki_heap *mki_tls_heap __attribute__((tls_model("initial-exec")));
+extern struct mki_slab mki_empty_slab;
+struct mki_heap *mki_heap_get_slow(void);
+void *mki_heap_alloc_slow(struct mki_heap *h, unsigned cls);
+void mki_heap_free_slow(struct mki_heap *h, struct mki_slab *s, void *p);
+void mki_heap_stats(struct mk_stats *st);
+void mki_heap_collect_abandoned(void);
+void mki_heap_fork_prepare(void);
+void mki_heap_fork_parent(void);
+void mki_heap_fork_child(void);
+
+/* ------------------------------------------------------------ large.c */
+void *mki_large_alloc(size_t size, size_t align, bool zero);
+/* false if p is not a live large block */
+bool mki_large_free(void *p);
+size_t mki_large_usable(const void *p); /* 0 if not a large block */
+void *mki_large_realloc(void *p, size_t size);
+size_t mki_large_purge(bool force);
+void mki_large_stats(struct mk_stats *st);
+void mki_large_fork_prepare(void);
+void mki_large_fork_parent(void);
+void mki_large_fork_child(void);
+
+/* ------------------------------------------------------------ alloc.c
+ * The mk_* entry points. What a pointer is, in O(1): */
+enum mki_ptr_kind { MKI_PTR_INVALID = 0, MKI_PTR_SLAB, MKI_PTR_RUN, MKI_PTR_LARGE };
+/* For any address: the block that contains it (start, usable size) and its
+ * kind; MKI_PTR_INVALID if libmemkit did not hand out memory there. Does not
+ * tell whether the slot is currently allocated (the leak tracker knows). */
+enum mki_ptr_kind mki_block_of(const void *p, void **start, size_t *usable);
+void mki_init(void);
+extern _Atomic bool mki_initialized;
+
+/* ------------------------------------------------------------ leak.c
+ * Called by alloc.c only while mki_leak_active is true. Must not allocate
+ * through malloc (they may use mki_meta_alloc / mki_pages_alloc). */
+extern bool mki_leak_active;
+void mki_leak_init(void); /* from mki_init when mki_opt.leak */
+void mki_leak_on_alloc(void *p, size_t size);
+void mki_leak_on_free(void *p);
+void mki_leak_at_exit(void);
+
+/* ------------------------------------------------------------ stats.c */
+void mki_stats_at_exit(void);
+
+#endif /* MEMKIT_INTERNAL_H */
