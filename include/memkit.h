@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 #if defined(__GNUC__)
-#define MK_EXPORT __attribute__((visibility("default")))
+#define MK_EXPORT      __attribute__((visibility("default")))
 #define MK_MALLOC_ATTR __attribute__((malloc, warn_unused_result))
 #else
 #define MK_EXPORT

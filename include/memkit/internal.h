@@ -54,7 +54,7 @@ static inline bool mki_is_pow2(size_t x)
  * Formatting and environment without malloc: safe on every allocator path. */
 int mki_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
 int mki_snprintf(char *buf, size_t size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* write(2) all of it, retrying on EINTR; 0 or errno */
 int mki_write_all(int fd, const char *buf, size_t len);
 int mki_dprintf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -67,7 +67,10 @@ uint64_t mki_clock_ms(void);
 typedef struct {
 	_Atomic int state;
 } mki_lock_t;
-#define MKI_LOCK_INIT {0}
+#define MKI_LOCK_INIT \
+	{             \
+		0     \
+	}
 void mki_lock(mki_lock_t *l);
 void mki_unlock(mki_lock_t *l);
 bool mki_trylock(mki_lock_t *l);
@@ -91,6 +94,8 @@ struct mki_options {
 };
 extern struct mki_options mki_opt;
 void mki_options_init(void);
+/* an mmap threshold brought into the accepted range (one page .. 32 MiB) */
+size_t mki_clamp_threshold(size_t v);
 
 /* ------------------------------------------------------------ os.c
  * The only file with mmap/munmap/madvise/mremap. 0 or an errno value. */
@@ -111,6 +116,9 @@ extern struct mki_os_counters mki_os_count;
 void *mki_meta_alloc(size_t size); /* zeroed, 16-aligned; NULL on ENOMEM */
 void mki_meta_free(void *p, size_t size);
 size_t mki_meta_bytes(void);
+void mki_meta_fork_prepare(void);
+void mki_meta_fork_parent(void);
+void mki_meta_fork_child(void);
 
 /* ------------------------------------------------------------ page.c
  * The buddy system over chunks. One lock (page_lock) guards free lists. */
@@ -126,11 +134,11 @@ enum mki_page_kind {
 struct mki_slab;
 struct mki_page {
 	uint8_t kind;
-	uint8_t order;	  /* FREE/BLOCK: order of the block */
-	uint16_t flags;	  /* MKI_PF_* */
-	uint32_t npages;  /* RUN: pages in the run (head only) */
-	uint32_t head;	  /* RUN/BLOCK tails: index of the head page */
-	uint32_t stamp;	  /* FREE: mki_clock_ms() when it became free (low 32 bits) */
+	uint8_t order;	 /* FREE/BLOCK: order of the block */
+	uint16_t flags;	 /* MKI_PF_* */
+	uint32_t npages; /* RUN: pages in the run (head only) */
+	uint32_t head;	 /* RUN/BLOCK tails: index of the head page */
+	uint32_t stamp;	 /* FREE: mki_clock_ms() when it became free (low 32 bits) */
 	union {
 		struct mki_slab *slab; /* SLAB: the slab's descriptor */
 		struct {
@@ -149,8 +157,23 @@ struct mki_chunk {
 	struct mki_page pages[MKI_CHUNK_PAGES];
 };
 
-/* the chunk a pointer lies in, or NULL: two loads through a radix map */
-struct mki_chunk *mki_chunk_of(const void *p);
+/* The chunk a pointer lies in, or NULL: two loads through a radix map over
+ * the 47-bit user address space (13 bits, then 12 bits of chunk number). */
+#define MKI_RADIX_L2_BITS 12
+#define MKI_RADIX_L1_BITS (47 - MKI_CHUNK_SHIFT - MKI_RADIX_L2_BITS)
+extern struct mki_chunk *_Atomic *_Atomic mki_radix[1u << MKI_RADIX_L1_BITS];
+static inline struct mki_chunk *mki_chunk_of(const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	if (mki_unlikely(a >> 47))
+		return NULL;
+	uintptr_t n = a >> MKI_CHUNK_SHIFT;
+	struct mki_chunk *_Atomic *l2 =
+	    atomic_load_explicit(&mki_radix[n >> MKI_RADIX_L2_BITS], memory_order_acquire);
+	if (mki_unlikely(!l2))
+		return NULL;
+	return atomic_load_explicit(&l2[n & ((1u << MKI_RADIX_L2_BITS) - 1)], memory_order_acquire);
+}
 static inline struct mki_page *mki_page_desc(struct mki_chunk *c, const void *p)
 {
 	return &c->pages[((uintptr_t)p - (uintptr_t)c->base) >> MKI_PAGE_SHIFT];
@@ -182,9 +205,9 @@ void mki_page_fork_parent(void);
 void mki_page_fork_child(void);
 
 /* ------------------------------------------------------------ sizeclass.c */
-#define MKI_SMALL_MAX	  1024	       /* sizes served by the lookup table */
-#define MKI_SLAB_MAX	  (16 * 1024)  /* largest slab size class */
-#define MKI_CLASSES_MAX	  48
+#define MKI_SMALL_MAX	1024	    /* sizes served by the lookup table */
+#define MKI_SLAB_MAX	(32 * 1024) /* largest slab size class */
+#define MKI_CLASSES_MAX 48
 extern uint8_t mki_class_of_small[MKI_SMALL_MAX / MKI_ALIGN + 1];
 extern uint32_t mki_class_size[MKI_CLASSES_MAX];
 extern uint8_t mki_class_order[MKI_CLASSES_MAX]; /* slab order of each class */
@@ -202,6 +225,7 @@ unsigned mki_class_of(size_t size); /* size <= MKI_SLAB_MAX */
  * its low bit MKI_TF_FULL asks the next remote freer to tell the owner. */
 struct mki_block {
 	struct mki_block *next;
+	uintptr_t tag; /* mki_free_tag(block) while on a free list: catches double frees */
 };
 struct mki_heap;
 struct mk_cache;
@@ -212,11 +236,12 @@ struct mki_slab {
 	uint32_t size;			/* slot size */
 	uint32_t carved;		/* slots initialised so far (lazy carving) */
 	char *start;			/* first slot */
-	struct mki_heap *_Atomic owner; /* NULL: abandoned or cache-owned */
+	uint64_t recip;			/* ceil(2^40 / size): slot index by multiplication */
+	struct mki_heap *_Atomic owner; /* mki_heap_none: abandoned or cache-owned */
 	struct mk_cache *cache;		/* object cache, or NULL for malloc */
 	_Atomic uintptr_t thread_free;	/* remote frees | MKI_TF_FULL */
 	struct mki_slab *next, *prev;	/* in its bin / cache list */
-	struct mki_slab *_Atomic reclaim_next;
+	struct mki_slab *reclaim_next;	/* in its owner's reclaim stack */
 	_Atomic int in_reclaim;
 	uint8_t cls;
 	uint8_t order;
@@ -226,19 +251,43 @@ struct mki_slab {
 #define MKI_TF_FULL ((uintptr_t)1)
 enum { MKI_SLAB_PARTIAL = 0, MKI_SLAB_FULL, MKI_SLAB_ABANDONED, MKI_SLAB_CACHE };
 
-struct mki_slab *mki_slab_new(uint32_t size, unsigned order, uint8_t cls);
+extern uintptr_t mki_free_key; /* random per process */
+static inline uintptr_t mki_free_tag(const void *b)
+{
+	return mki_free_key ^ (uintptr_t)b;
+}
+
+/* a slab over a fresh buddy block; NULL + ENOMEM */
+struct mki_slab *mki_slab_new(uint32_t size, unsigned order, uint8_t cls, struct mki_heap *owner);
 void mki_slab_delete(struct mki_slab *s);
 /* carve more slots into the free list; false when the slab is exhausted */
 bool mki_slab_extend(struct mki_slab *s);
 /* move remote frees into the owner's free list; returns how many */
 uint32_t mki_slab_collect(struct mki_slab *s);
-/* the slot containing p (for interior pointers) */
-void *mki_slab_slot_of(const struct mki_slab *s, const void *p);
+/* Owner only: the slab has nothing left to give. Sets MKI_TF_FULL so the
+ * next remote free tells the owner; false if a remote free came first. */
+bool mki_slab_try_mark_full(struct mki_slab *s);
+static inline size_t mki_slab_index(const struct mki_slab *s, const void *p)
+{
+	return (size_t)((((uint64_t)((const char *)p - s->start)) * s->recip) >> 40);
+}
 static inline bool mki_slab_is_slot_start(const struct mki_slab *s, const void *p)
 {
-	return ((size_t)((const char *)p - s->start)) % s->size == 0;
+	size_t off = (size_t)((const char *)p - s->start);
+	return mki_slab_index(s, p) * s->size == off;
 }
-void mki_slab_push_remote(struct mki_slab *s, void *p);
+static inline void *mki_slab_slot_of(const struct mki_slab *s, const void *p)
+{
+	return s->start + mki_slab_index(s, p) * s->size;
+}
+/* p is in the slab's slot area (not the tail waste after the last slot) */
+static inline bool mki_slab_contains(const struct mki_slab *s, const void *p)
+{
+	return (size_t)((const char *)p - s->start) < (size_t)s->capacity * s->size;
+}
+const char *mki_cache_name(const struct mk_cache *c);
+/* is p on one of the slab's free lists? O(slab): only to confirm a double free */
+bool mki_slab_holds_free(struct mki_slab *s, const void *p);
 
 /* ------------------------------------------------------------ heap.c */
 struct mki_bin {
@@ -258,11 +307,17 @@ struct mki_heap {
 };
 extern __thread struct mki_heap *mki_tls_heap __attribute__((tls_model("initial-exec")));
 extern struct mki_slab mki_empty_slab;
+extern struct mki_heap mki_heap_none; /* owner of abandoned slabs: never a thread's */
+/* a free by a thread that does not own the slab: lock-free push, and the
+ * owner is told when the slab was full */
+void mki_heap_free_remote(struct mki_slab *s, void *p);
 struct mki_heap *mki_heap_get_slow(void);
 void *mki_heap_alloc_slow(struct mki_heap *h, unsigned cls);
 void mki_heap_free_slow(struct mki_heap *h, struct mki_slab *s, void *p);
 void mki_heap_stats(struct mk_stats *st);
 void mki_heap_collect_abandoned(void);
+void mki_heap_trim_self(void);
+void mki_heap_init(void); /* from mki_init: the thread-exit key */
 void mki_heap_fork_prepare(void);
 void mki_heap_fork_parent(void);
 void mki_heap_fork_child(void);
@@ -287,6 +342,15 @@ enum mki_ptr_kind { MKI_PTR_INVALID = 0, MKI_PTR_SLAB, MKI_PTR_RUN, MKI_PTR_LARG
  * tell whether the slot is currently allocated (the leak tracker knows). */
 enum mki_ptr_kind mki_block_of(const void *p, void **start, size_t *usable);
 void mki_init(void);
+/* the malloc family, hidden: both mk_* and the exported names call these */
+void *mki_malloc(size_t size);
+void *mki_calloc(size_t count, size_t size);
+void *mki_realloc(void *p, size_t size);
+void mki_free(void *p);
+void *mki_aligned(size_t align, size_t size); /* align: a power of two */
+size_t mki_usable_size(const void *p);
+int mki_trim(void);
+int mki_mallopt(int param, int value);
 extern _Atomic bool mki_initialized;
 
 /* ------------------------------------------------------------ leak.c

@@ -1,0 +1,558 @@
+/* alloc.c - the mk_* entry points: route each request to its layer.
+ *
+ *   size <= MKI_SLAB_MAX (32 KiB)     a slot in a slab of the thread's heap
+ *   up to the mmap threshold          a run of whole pages from the buddy system
+ *   at or above the threshold         a mapping of its own (large.c)
+ *
+ * The fast paths are here, inline: malloc pops the first free slot of the
+ * thread's current slab for the size class; free pushes it back when the
+ * slab is the thread's own. Both are a handful of loads and stores, with no
+ * lock and no atomic read-modify-write. free finds what a pointer is in
+ * O(1) and checks it: a radix map says whether the chunk is ours, the page
+ * descriptor what the page holds, a multiplication whether the pointer
+ * starts a slot, and a tag in a freed slot catches the common double free.
+ *
+ * May call: heap.c, slab.c, page.c, large.c, leak.c, options.c, libc.c.
+ */
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <unistd.h>
+#include "memkit/internal.h"
+
+_Atomic bool mki_initialized;
+
+/* ------------------------------------------------------------ set-up */
+
+static void fork_prepare(void)
+{
+	mki_heap_fork_prepare();
+	mki_large_fork_prepare();
+	mki_page_fork_prepare();
+	mki_meta_fork_prepare();
+}
+
+static void fork_parent(void)
+{
+	mki_meta_fork_parent();
+	mki_page_fork_parent();
+	mki_large_fork_parent();
+	mki_heap_fork_parent();
+}
+
+static void fork_child(void)
+{
+	mki_meta_fork_child();
+	mki_page_fork_child();
+	mki_large_fork_child();
+	mki_heap_fork_child(); /* last: it frees slabs into the page layer */
+}
+
+static uintptr_t random_key(void)
+{
+	const uint64_t *r = (const uint64_t *)getauxval(AT_RANDOM);
+	uintptr_t k = r ? (uintptr_t)(r[0] ^ (r[1] << 1)) : 0;
+	return k ^ (uintptr_t)&k ^ (uintptr_t)mki_clock_ms() ^ 0x5bd1e9955bd1e995ull;
+}
+
+/* Idempotent and safe to re-enter: pthread_atfork or pthread_key_create
+ * may call malloc, which then finds the size classes ready. */
+void mki_init(void)
+{
+	static mki_lock_t init_lock = MKI_LOCK_INIT;
+	static __thread bool in_init;
+	if (mki_likely(atomic_load_explicit(&mki_initialized, memory_order_acquire)) || in_init)
+		return;
+	in_init = true;
+	mki_lock(&init_lock);
+	if (!atomic_load_explicit(&mki_initialized, memory_order_relaxed)) {
+		mki_options_init();
+		mki_sizeclass_init();
+		mki_free_key = random_key();
+		mki_heap_init();
+		pthread_atfork(fork_prepare, fork_parent, fork_child);
+		if (mki_opt.leak)
+			mki_leak_init();
+		if (mki_opt.verbose)
+			mki_dprintf(2, "memkit: libmemkit %d.%d.%d active in pid %d\n",
+				    MK_VERSION_MAJOR, MK_VERSION_MINOR, MK_VERSION_PATCH,
+				    (int)getpid());
+		atomic_store_explicit(&mki_initialized, true, memory_order_release);
+	}
+	mki_unlock(&init_lock);
+	in_init = false;
+}
+
+__attribute__((constructor)) static void memkit_constructor(void)
+{
+	mki_init();
+}
+
+/* ------------------------------------------------------------ allocation */
+
+static inline void *slab_pop(struct mki_heap *h, unsigned cls)
+{
+	struct mki_slab *s = h->direct[cls];
+	struct mki_block *b = s->free;
+	if (mki_unlikely(!b))
+		return mki_heap_alloc_slow(h, cls);
+	s->free = b->next;
+	s->used++;
+	b->tag = 0;
+	/* every 256 allocations of a class, see whether memory waits to go back */
+	if (mki_unlikely(!(++h->allocs[cls] & 255)))
+		mki_page_maybe_purge();
+	return b;
+}
+
+/* Before the first heap exists the class table may not be built yet. */
+static MKI_NOINLINE void *alloc_first(size_t size)
+{
+	struct mki_heap *h = mki_heap_get_slow();
+	if (!h) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return slab_pop(h, mki_class_of(size));
+}
+
+static inline void *alloc_class(size_t size, unsigned cls)
+{
+	struct mki_heap *h = mki_tls_heap;
+	if (mki_unlikely(!h))
+		return alloc_first(size);
+	return slab_pop(h, cls);
+}
+
+/* The first class at or above size whose slots are multiples of align:
+ * slabs start on a page, so such slots are all aligned. Powers of two are
+ * classes, so one is always found by the next power of two. */
+static unsigned class_aligned(size_t size, size_t align)
+{
+	unsigned c = mki_class_of(size < align ? align : size);
+	while (mki_class_size[c] % align)
+		c++;
+	return c;
+}
+
+static unsigned order_of_align(size_t align)
+{
+	unsigned k = 0;
+	while (((size_t)MKI_PAGE_SIZE << k) < align)
+		k++;
+	return k;
+}
+
+/* Everything but the small fast path: any size, any power-of-two align. */
+static MKI_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero)
+{
+	void *p;
+	bool clean = false;
+	mki_init();
+	if (size >= mki_opt.mmap_threshold || align > MKI_CHUNK_SIZE) {
+		if (size > PTRDIFF_MAX) {
+			errno = ENOMEM;
+			return NULL;
+		}
+		return mki_large_alloc(size ? size : 1, align, zero);
+	}
+	if (size <= MKI_SLAB_MAX && align <= MKI_PAGE_SIZE) {
+		unsigned cls = align <= MKI_ALIGN ? mki_class_of(size) : class_aligned(size, align);
+		if (mki_class_size[cls] <= MKI_SLAB_MAX) {
+			p = alloc_class(size, cls);
+			if (p && zero)
+				memset(p, 0, size);
+			return p;
+		}
+	}
+	size_t npages = mki_align_up(size, MKI_PAGE_SIZE) >> MKI_PAGE_SHIFT;
+	if (npages > MKI_CHUNK_PAGES)
+		return mki_large_alloc(size, align, zero);
+	p = mki_run_alloc(npages, order_of_align(align), &clean);
+	if (p && zero && !clean)
+		memset(p, 0, size);
+	return p;
+}
+
+static inline void leak_note_alloc(void *p, size_t size)
+{
+	if (mki_unlikely(mki_leak_active) && p)
+		mki_leak_on_alloc(p, size);
+}
+
+void *mki_malloc(size_t size)
+{
+	void *p;
+	if (mki_likely(size <= MKI_SMALL_MAX))
+		p = alloc_class(size, mki_class_of_small_size(size));
+	else
+		p = alloc_generic(size, MKI_ALIGN, false);
+	leak_note_alloc(p, size);
+	return p;
+}
+
+void *mki_calloc(size_t count, size_t size)
+{
+	size_t bytes;
+	if (__builtin_mul_overflow(count, size, &bytes)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	void *p = alloc_generic(bytes, MKI_ALIGN, true);
+	leak_note_alloc(p, bytes);
+	return p;
+}
+
+void *mki_aligned(size_t align, size_t size)
+{
+	void *p = alloc_generic(size, align, false);
+	leak_note_alloc(p, size);
+	return p;
+}
+
+/* ------------------------------------------------------------ free */
+
+static MKI_COLD void double_free_check(struct mki_slab *s, void *p)
+{
+	if (mki_slab_holds_free(s, p))
+		mki_fatal("double free of %p", p);
+}
+
+static MKI_COLD void bad_pointer(const char *what, const void *p, struct mki_page *pg)
+{
+	if (pg && (pg->kind == MKI_PAGE_FREE || pg->kind == MKI_PAGE_NONE))
+		mki_fatal("%s of invalid pointer %p (in free pages: freed twice?)", what, p);
+	mki_fatal("%s of invalid pointer %p", what, p);
+}
+
+static MKI_COLD void bad_slab_pointer(const char *what, struct mki_slab *s, const void *p)
+{
+	if (s->cache)
+		mki_fatal("%s of invalid pointer %p (an object of cache '%s': use mk_cache_free)",
+			  what, p, mki_cache_name(s->cache));
+	if (mki_slab_contains(s, p))
+		mki_fatal("%s of interior pointer %p (block starts at %p)", what, p,
+			  mki_slab_slot_of(s, p));
+	mki_fatal("%s of invalid pointer %p", what, p);
+}
+
+static inline void slab_free(struct mki_slab *s, void *p)
+{
+	struct mki_block *b = p;
+	if (mki_unlikely(!mki_slab_is_slot_start(s, p) || !mki_slab_contains(s, p)))
+		bad_slab_pointer("free", s, p);
+	if (mki_unlikely(b->tag == mki_free_tag(b)))
+		double_free_check(s, p);
+	struct mki_heap *h = mki_tls_heap;
+	if (mki_likely(atomic_load_explicit(&s->owner, memory_order_relaxed) == h)) {
+		b->next = s->free;
+		b->tag = mki_free_tag(b);
+		s->free = b;
+		h->frees[s->cls]++;
+		if (mki_unlikely(--s->used == 0 || s->state == MKI_SLAB_FULL))
+			mki_heap_free_slow(h, s, p);
+		return;
+	}
+	if (mki_unlikely(s->cache != NULL))
+		bad_slab_pointer("free", s, p);
+	if (h)
+		h->frees[s->cls]++;
+	mki_heap_free_remote(s, p);
+}
+
+static bool is_run_head(struct mki_chunk *c, struct mki_page *pg, const void *p)
+{
+	return pg->kind == MKI_PAGE_RUN && pg->head == (uint32_t)(pg - c->pages) &&
+	       !((uintptr_t)p & (MKI_PAGE_SIZE - 1));
+}
+
+static MKI_NOINLINE void free_not_slab(struct mki_chunk *c, struct mki_page *pg, void *p)
+{
+	if (is_run_head(c, pg, p)) {
+		mki_run_free(p);
+		return;
+	}
+	if (pg->kind == MKI_PAGE_RUN)
+		mki_fatal("free of interior pointer %p (block starts at %p)", p,
+			  mki_page_addr(c, &c->pages[pg->head]));
+	if ((pg->kind == MKI_PAGE_FREE || pg->kind == MKI_PAGE_NONE) &&
+	    !((uintptr_t)p & (MKI_PAGE_SIZE - 1)))
+		mki_fatal("double free of %p", p);
+	bad_pointer("free", p, pg);
+}
+
+static void free_block(void *p)
+{
+	struct mki_chunk *c = mki_chunk_of(p);
+	if (mki_likely(c != NULL)) {
+		struct mki_page *pg = mki_page_desc(c, p);
+		if (mki_likely(pg->kind == MKI_PAGE_SLAB))
+			slab_free(pg->slab, p);
+		else
+			free_not_slab(c, pg, p);
+		return;
+	}
+	int saved = errno; /* free never changes errno */
+	if (!mki_large_free(p))
+		bad_pointer("free", p, NULL);
+	errno = saved;
+}
+
+void mki_free(void *p)
+{
+	if (mki_unlikely(!p))
+		return;
+	if (mki_unlikely(mki_leak_active))
+		mki_leak_on_free(p);
+	free_block(p);
+}
+
+/* ------------------------------------------------------------ what a pointer is */
+
+enum mki_ptr_kind mki_block_of(const void *p, void **start, size_t *usable)
+{
+	struct mki_chunk *c = mki_chunk_of(p);
+	if (c) {
+		struct mki_page *pg = mki_page_desc(c, p);
+		if (pg->kind == MKI_PAGE_SLAB && pg->slab && !pg->slab->cache) {
+			struct mki_slab *s = pg->slab;
+			if (!mki_slab_contains(s, p))
+				return MKI_PTR_INVALID;
+			*start = mki_slab_slot_of(s, p);
+			*usable = s->size;
+			return MKI_PTR_SLAB;
+		}
+		if (pg->kind == MKI_PAGE_RUN) {
+			struct mki_page *head = &c->pages[pg->head];
+			*start = mki_page_addr(c, head);
+			*usable = (size_t)head->npages << MKI_PAGE_SHIFT;
+			return MKI_PTR_RUN;
+		}
+		return MKI_PTR_INVALID;
+	}
+	size_t n = mki_large_usable(p);
+	if (!n)
+		return MKI_PTR_INVALID;
+	*start = (void *)p;
+	*usable = n;
+	return MKI_PTR_LARGE;
+}
+
+/* The usable size of the block that starts at p; fatal for anything else. */
+static size_t usable_or_die(const void *p, const char *what, enum mki_ptr_kind *kind)
+{
+	void *start;
+	size_t usable;
+	*kind = mki_block_of(p, &start, &usable);
+	if (*kind == MKI_PTR_INVALID) {
+		struct mki_chunk *c = mki_chunk_of(p);
+		bad_pointer(what, p, c ? mki_page_desc(c, p) : NULL);
+	}
+	if (start != p)
+		mki_fatal("%s of interior pointer %p (block starts at %p)", what, p, start);
+	return usable;
+}
+
+size_t mki_usable_size(const void *p)
+{
+	enum mki_ptr_kind kind;
+	if (!p)
+		return 0;
+	return usable_or_die(p, "malloc_usable_size", &kind);
+}
+
+/* ------------------------------------------------------------ realloc */
+
+static void *realloc_move(void *p, size_t old_usable, size_t size)
+{
+	void *q = alloc_generic(size, MKI_ALIGN, false);
+	if (!q)
+		return NULL; /* the old block stays as it was */
+	memcpy(q, p, old_usable < size ? old_usable : size);
+	free_block(p);
+	return q;
+}
+
+static void *realloc_run(void *p, size_t usable, size_t size)
+{
+	size_t npages = mki_align_up(size, MKI_PAGE_SIZE) >> MKI_PAGE_SHIFT;
+	size_t have = usable >> MKI_PAGE_SHIFT;
+	if (size <= MKI_SLAB_MAX || size >= mki_opt.mmap_threshold)
+		return realloc_move(p, usable, size);
+	if (npages <= have) {
+		mki_run_shrink(p, npages);
+		return p;
+	}
+	if (mki_run_grow(p, npages))
+		return p;
+	return realloc_move(p, usable, size);
+}
+
+static void *realloc_large(void *p, size_t usable, size_t size)
+{
+	if (size < mki_opt.mmap_threshold / 2)
+		return realloc_move(p, usable, size);
+	return mki_large_realloc(p, size);
+}
+
+void *mki_realloc(void *p, size_t size)
+{
+	if (!p)
+		return mki_malloc(size);
+	if (!size) {
+		mki_free(p);
+		return NULL;
+	}
+	enum mki_ptr_kind kind;
+	size_t usable = usable_or_die(p, "realloc", &kind);
+	bool leak = mki_unlikely(mki_leak_active);
+	void *q;
+	if (size > PTRDIFF_MAX) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (leak) /* before p can be freed and handed to another thread */
+		mki_leak_on_free(p);
+	if (kind == MKI_PTR_SLAB && size <= usable && size > usable / 2)
+		q = p; /* fits, and not so much smaller that it should move */
+	else if (kind == MKI_PTR_SLAB)
+		q = realloc_move(p, usable, size);
+	else if (kind == MKI_PTR_RUN)
+		q = realloc_run(p, usable, size);
+	else
+		q = realloc_large(p, usable, size);
+	if (leak)
+		mki_leak_on_alloc(q ? q : p, q ? size : usable);
+	return q;
+}
+
+/* ------------------------------------------------------------ trim, mallopt */
+
+int mki_trim(void)
+{
+	mki_init();
+	mki_heap_trim_self();
+	mki_heap_collect_abandoned();
+	size_t bytes = mki_large_purge(true) + mki_page_purge(true);
+	return bytes != 0;
+}
+
+int mki_mallopt(int param, int value)
+{
+	mki_init();
+	switch (param) {
+	case M_MMAP_THRESHOLD:
+		if (value < 0)
+			return 0;
+		mki_opt.mmap_threshold = mki_clamp_threshold((size_t)value);
+		return 1;
+	case M_TRIM_THRESHOLD:
+	case M_TOP_PAD:
+	case M_MMAP_MAX:
+	case M_CHECK_ACTION:
+	case M_PERTURB:
+	case M_ARENA_TEST:
+	case M_ARENA_MAX:
+		return 1; /* accepted: glibc's knobs that have no meaning here */
+	default:
+		return 0;
+	}
+}
+
+/* ------------------------------------------------------------ public API */
+
+static bool valid_align(size_t align)
+{
+	return mki_is_pow2(align);
+}
+
+void *mk_malloc(size_t size)
+{
+	return mki_malloc(size);
+}
+
+void *mk_calloc(size_t count, size_t size)
+{
+	return mki_calloc(count, size);
+}
+
+void *mk_realloc(void *ptr, size_t size)
+{
+	return mki_realloc(ptr, size);
+}
+
+void *mk_reallocarray(void *ptr, size_t count, size_t size)
+{
+	size_t bytes;
+	if (__builtin_mul_overflow(count, size, &bytes)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return mki_realloc(ptr, bytes);
+}
+
+void mk_free(void *ptr)
+{
+	mki_free(ptr);
+}
+
+int mk_posix_memalign(void **out, size_t align, size_t size)
+{
+	if (!valid_align(align) || align % sizeof(void *))
+		return EINVAL;
+	int saved = errno;
+	void *p = mki_aligned(align, size);
+	if (!p) {
+		errno = saved;
+		return ENOMEM;
+	}
+	*out = p;
+	return 0;
+}
+
+void *mk_aligned_alloc(size_t align, size_t size)
+{
+	if (!valid_align(align)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return mki_aligned(align, size);
+}
+
+void *mk_memalign(size_t align, size_t size)
+{
+	return mk_aligned_alloc(align, size);
+}
+
+void *mk_valloc(size_t size)
+{
+	return mki_aligned(MKI_PAGE_SIZE, size);
+}
+
+void *mk_pvalloc(size_t size)
+{
+	size_t rounded = mki_align_up(size ? size : 1, MKI_PAGE_SIZE);
+	if (rounded < size) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return mki_aligned(MKI_PAGE_SIZE, rounded);
+}
+
+size_t mk_malloc_usable_size(const void *ptr)
+{
+	return mki_usable_size(ptr);
+}
+
+int mk_malloc_trim(size_t pad)
+{
+	(void)pad;
+	return mki_trim();
+}
+
+int mk_mallopt(int param, int value)
+{
+	return mki_mallopt(param, value);
+}

@@ -1,0 +1,463 @@
+/* heap.c - one heap per thread: malloc's memory pools.
+ *
+ * A heap has a bin per size class; a bin is a list of partial slabs, the
+ * first of which (direct[cls]) is where malloc pops from, and a list of
+ * full slabs. The fast paths (alloc.c) touch only the thread's own heap and
+ * slab: no lock, no atomic read-modify-write. This file is the slow path.
+ *
+ * Frees from other threads go to the slab's thread_free stack (one CAS, no
+ * lock). The owner moves them to its free list when it runs dry. A full
+ * slab is off the partial list, so its owner would never look at it again:
+ * the owner marks it MKI_TF_FULL, and the first remote free that finds the
+ * mark pushes the slab on the owner's reclaim stack (at most once, guarded
+ * by in_reclaim). Heaps are never unmapped, only recycled, so a late push on
+ * a dead heap's stack is harmless: whoever drains it checks ownership.
+ *
+ * A thread that exits abandons its slabs: their owner becomes mki_heap_none
+ * and they wait on a per-class list for another thread to adopt them; the
+ * periodic sweep frees those that became empty, so memory of dead threads
+ * is reused or returned, never stranded.
+ *
+ * Lock order: heaps_lock -> abandoned_lock -> page_lock -> meta_lock.
+ * May call: slab.c, page.c, meta.c, libc.c; pthread_{key_create,setspecific}.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include "memkit/internal.h"
+
+__thread struct mki_heap *mki_tls_heap __attribute__((tls_model("initial-exec")));
+struct mki_slab mki_empty_slab;
+struct mki_heap mki_heap_none;
+
+static mki_lock_t heaps_lock = MKI_LOCK_INIT;
+static struct mki_heap *all_heaps;
+static size_t nr_heaps_live, nr_heaps_abandoned;
+
+static mki_lock_t abandoned_lock = MKI_LOCK_INIT;
+static struct mki_slab *abandoned[MKI_CLASSES_MAX];
+static _Atomic size_t nr_abandoned_slabs;
+static _Atomic size_t class_slabs[MKI_CLASSES_MAX];
+
+static pthread_key_t heap_key;
+static bool heap_key_ready;
+
+/* ------------------------------------------------------------ bin lists */
+
+static void list_push(struct mki_slab **head, struct mki_slab *s)
+{
+	s->prev = NULL;
+	s->next = *head;
+	if (*head)
+		(*head)->prev = s;
+	*head = s;
+}
+
+/* after the head: a slab coming back to the partial list must not take
+ * the place of the one malloc is using */
+static void list_push_second(struct mki_slab **head, struct mki_slab *s)
+{
+	if (!*head) {
+		list_push(head, s);
+		return;
+	}
+	struct mki_slab *h = *head;
+	s->prev = h;
+	s->next = h->next;
+	if (h->next)
+		h->next->prev = s;
+	h->next = s;
+}
+
+static void list_del(struct mki_slab **head, struct mki_slab *s)
+{
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		*head = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->next = s->prev = NULL;
+}
+
+static void update_direct(struct mki_heap *h, unsigned cls)
+{
+	struct mki_slab *s = h->bins[cls].partial;
+	h->direct[cls] = s ? s : &mki_empty_slab;
+}
+
+static void slab_retire(struct mki_heap *h, struct mki_slab *s)
+{
+	list_del(&h->bins[s->cls].partial, s);
+	h->bins[s->cls].nslabs--;
+	update_direct(h, s->cls);
+	atomic_fetch_sub_explicit(&class_slabs[s->cls], 1, memory_order_relaxed);
+	mki_slab_delete(s);
+}
+
+static void slab_to_full(struct mki_heap *h, struct mki_slab *s)
+{
+	struct mki_bin *bin = &h->bins[s->cls];
+	list_del(&bin->partial, s);
+	list_push(&bin->full, s);
+	s->state = MKI_SLAB_FULL;
+	update_direct(h, s->cls);
+}
+
+static void slab_to_partial(struct mki_heap *h, struct mki_slab *s)
+{
+	struct mki_bin *bin = &h->bins[s->cls];
+	list_del(&bin->full, s);
+	list_push_second(&bin->partial, s);
+	s->state = MKI_SLAB_PARTIAL;
+	update_direct(h, s->cls);
+}
+
+/* ------------------------------------------------------------ remote frees */
+
+static void notify_owner(struct mki_slab *s)
+{
+	struct mki_heap *h = atomic_load_explicit(&s->owner, memory_order_acquire);
+	if (h == &mki_heap_none)
+		return;
+	if (atomic_exchange_explicit(&s->in_reclaim, 1, memory_order_acq_rel))
+		return;
+	struct mki_slab *old = atomic_load_explicit(&h->reclaim, memory_order_relaxed);
+	do
+		s->reclaim_next = old;
+	while (!atomic_compare_exchange_weak_explicit(&h->reclaim, &old, s, memory_order_release,
+						      memory_order_relaxed));
+}
+
+void mki_heap_free_remote(struct mki_slab *s, void *p)
+{
+	struct mki_block *b = p;
+	uintptr_t old = atomic_load_explicit(&s->thread_free, memory_order_relaxed);
+	b->tag = mki_free_tag(b);
+	do
+		b->next = (struct mki_block *)(old & ~MKI_TF_FULL);
+	while (!atomic_compare_exchange_weak_explicit(&s->thread_free, &old, (uintptr_t)b,
+						      memory_order_release, memory_order_relaxed));
+	if (old & MKI_TF_FULL)
+		notify_owner(s);
+}
+
+/* Full slabs that got remote frees come back to the partial list. */
+static void drain_reclaim(struct mki_heap *h)
+{
+	if (!atomic_load_explicit(&h->reclaim, memory_order_relaxed))
+		return;
+	struct mki_slab *s = atomic_exchange_explicit(&h->reclaim, NULL, memory_order_acquire);
+	while (s) {
+		struct mki_slab *next = s->reclaim_next;
+		atomic_store_explicit(&s->in_reclaim, 0, memory_order_release);
+		if (atomic_load_explicit(&s->owner, memory_order_relaxed) == h &&
+		    s->state == MKI_SLAB_FULL)
+			slab_to_partial(h, s);
+		s = next;
+	}
+}
+
+/* ------------------------------------------------------------ abandonment */
+
+static void abandon_slab(struct mki_slab *s)
+{
+	mki_slab_collect(s);
+	if (!s->used) {
+		atomic_fetch_sub_explicit(&class_slabs[s->cls], 1, memory_order_relaxed);
+		mki_slab_delete(s);
+		return;
+	}
+	atomic_store_explicit(&s->owner, &mki_heap_none, memory_order_release);
+	atomic_fetch_and_explicit(&s->thread_free, ~MKI_TF_FULL, memory_order_relaxed);
+	s->state = MKI_SLAB_ABANDONED;
+	mki_lock(&abandoned_lock);
+	list_push(&abandoned[s->cls], s);
+	mki_unlock(&abandoned_lock);
+	atomic_fetch_add_explicit(&nr_abandoned_slabs, 1, memory_order_relaxed);
+}
+
+static void abandon_list(struct mki_slab *list)
+{
+	while (list) {
+		struct mki_slab *next = list->next;
+		list->next = list->prev = NULL;
+		abandon_slab(list);
+		list = next;
+	}
+}
+
+/* Everything the heap owns goes to the abandoned lists; the heap itself is
+ * kept (dead) for the next thread. heaps_lock is held by the caller. */
+static void heap_abandon_locked(struct mki_heap *h)
+{
+	for (unsigned cls = 0; cls < mki_class_count; cls++) {
+		struct mki_bin *bin = &h->bins[cls];
+		abandon_list(bin->partial);
+		abandon_list(bin->full);
+		bin->partial = bin->full = NULL;
+		bin->nslabs = 0;
+		h->direct[cls] = &mki_empty_slab;
+	}
+	drain_reclaim(h);
+	h->dead = true;
+	nr_heaps_live--;
+	nr_heaps_abandoned++;
+}
+
+static void heap_thread_exit(void *arg)
+{
+	struct mki_heap *h = arg;
+	mki_lock(&heaps_lock);
+	heap_abandon_locked(h);
+	mki_unlock(&heaps_lock);
+	if (mki_tls_heap == h)
+		mki_tls_heap = NULL;
+}
+
+/* Take a slab a dead thread left behind. */
+static struct mki_slab *adopt_slab(struct mki_heap *h, unsigned cls)
+{
+	if (!atomic_load_explicit(&nr_abandoned_slabs, memory_order_relaxed) || !abandoned[cls])
+		return NULL;
+	mki_lock(&abandoned_lock);
+	struct mki_slab *s = abandoned[cls];
+	if (s)
+		list_del(&abandoned[cls], s);
+	mki_unlock(&abandoned_lock);
+	if (!s)
+		return NULL;
+	atomic_fetch_sub_explicit(&nr_abandoned_slabs, 1, memory_order_relaxed);
+	atomic_store_explicit(&s->owner, h, memory_order_release);
+	s->state = MKI_SLAB_PARTIAL;
+	mki_slab_collect(s);
+	return s;
+}
+
+/* Abandoned slabs that remote frees emptied go back to the buddy system. */
+void mki_heap_collect_abandoned(void)
+{
+	struct mki_slab *empty = NULL;
+	mki_lock(&abandoned_lock);
+	for (unsigned cls = 0; cls < mki_class_count; cls++) {
+		struct mki_slab *s = abandoned[cls];
+		while (s) {
+			struct mki_slab *next = s->next;
+			mki_slab_collect(s);
+			if (!s->used) {
+				list_del(&abandoned[cls], s);
+				list_push(&empty, s);
+			}
+			s = next;
+		}
+	}
+	mki_unlock(&abandoned_lock);
+	while (empty) {
+		struct mki_slab *next = empty->next;
+		atomic_fetch_sub_explicit(&nr_abandoned_slabs, 1, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&class_slabs[empty->cls], 1, memory_order_relaxed);
+		mki_slab_delete(empty);
+		empty = next;
+	}
+}
+
+/* ------------------------------------------------------------ heap life */
+
+static struct mki_heap *heap_take_locked(void)
+{
+	for (struct mki_heap *h = all_heaps; h; h = h->next_heap)
+		if (h->dead) {
+			nr_heaps_abandoned--;
+			return h;
+		}
+	struct mki_heap *h = mki_meta_alloc(sizeof(*h));
+	if (!h)
+		return NULL;
+	h->next_heap = all_heaps;
+	all_heaps = h;
+	return h;
+}
+
+struct mki_heap *mki_heap_get_slow(void)
+{
+	if (mki_tls_heap)
+		return mki_tls_heap;
+	mki_init();
+	mki_lock(&heaps_lock);
+	struct mki_heap *h = heap_take_locked();
+	if (h) {
+		for (unsigned cls = 0; cls < MKI_CLASSES_MAX; cls++)
+			h->direct[cls] = &mki_empty_slab;
+		h->dead = false;
+		h->tid = (pid_t)syscall(SYS_gettid);
+		nr_heaps_live++;
+	}
+	mki_unlock(&heaps_lock);
+	if (!h)
+		return NULL;
+	mki_tls_heap = h;
+	drain_reclaim(h); /* late pushes meant for its previous thread */
+	/* may allocate for keys past the first 32: the heap is already set */
+	if (heap_key_ready)
+		pthread_setspecific(heap_key, h);
+	return h;
+}
+
+/* ------------------------------------------------------------ slow paths */
+
+static struct mki_slab *first_usable_partial(struct mki_heap *h, struct mki_bin *bin)
+{
+	struct mki_slab *s;
+	while ((s = bin->partial)) {
+		if (s->free || mki_slab_collect(s) || mki_slab_extend(s))
+			return s;
+		if (mki_slab_try_mark_full(s))
+			slab_to_full(h, s);
+	}
+	return NULL;
+}
+
+/* A slab of the class with a free slot, at the head of the partial list:
+ * one of ours, else one a dead thread left, else a new one. */
+static struct mki_slab *find_slab(struct mki_heap *h, unsigned cls)
+{
+	struct mki_bin *bin = &h->bins[cls];
+	struct mki_slab *s;
+	while (!(s = first_usable_partial(h, bin))) {
+		s = adopt_slab(h, cls);
+		if (!s) {
+			s = mki_slab_new(mki_class_size[cls], mki_class_order[cls], (uint8_t)cls,
+					 h);
+			if (!s)
+				return NULL;
+			atomic_fetch_add_explicit(&class_slabs[cls], 1, memory_order_relaxed);
+		}
+		list_push(&bin->partial, s);
+		bin->nslabs++;
+	}
+	return s;
+}
+
+void *mki_heap_alloc_slow(struct mki_heap *h, unsigned cls)
+{
+	if (!h && !(h = mki_heap_get_slow())) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if ((++h->slow_calls & 63) == 0) {
+		mki_page_maybe_purge();
+		mki_heap_collect_abandoned();
+	}
+	drain_reclaim(h);
+	struct mki_slab *s = find_slab(h, cls);
+	update_direct(h, cls);
+	if (!s) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	struct mki_block *b = s->free;
+	s->free = b->next;
+	s->used++;
+	b->tag = 0;
+	h->allocs[cls]++;
+	return b;
+}
+
+/* After a local free that emptied the slab or found it full. */
+void mki_heap_free_slow(struct mki_heap *h, struct mki_slab *s, void *p)
+{
+	(void)p;
+	if (s->state == MKI_SLAB_FULL) {
+		atomic_fetch_and_explicit(&s->thread_free, ~MKI_TF_FULL, memory_order_relaxed);
+		slab_to_partial(h, s);
+	}
+	if (!s->used && h->bins[s->cls].partial != s)
+		slab_retire(h, s);
+}
+
+/* ------------------------------------------------------------ set-up, stats */
+
+void mki_heap_init(void)
+{
+	if (!pthread_key_create(&heap_key, heap_thread_exit))
+		heap_key_ready = true;
+	if (mki_tls_heap)
+		pthread_setspecific(heap_key, mki_tls_heap);
+}
+
+void mki_heap_stats(struct mk_stats *st)
+{
+	uint64_t allocs[MKI_CLASSES_MAX] = {0}, frees[MKI_CLASSES_MAX] = {0};
+	mki_lock(&heaps_lock);
+	for (struct mki_heap *h = all_heaps; h; h = h->next_heap)
+		for (unsigned c = 0; c < mki_class_count; c++) {
+			allocs[c] += h->allocs[c];
+			frees[c] += h->frees[c];
+		}
+	st->threads += nr_heaps_live;
+	st->heaps_abandoned += nr_heaps_abandoned;
+	mki_unlock(&heaps_lock);
+	for (unsigned c = 0; c < mki_class_count && c < MK_STATS_MAX_CLASSES; c++) {
+		struct mk_class_stats *cs = &st->classes[c];
+		size_t live = allocs[c] > frees[c] ? (size_t)(allocs[c] - frees[c]) : 0;
+		size_t slabs = atomic_load_explicit(&class_slabs[c], memory_order_relaxed);
+		cs->block_size = mki_class_size[c];
+		cs->live_blocks += live;
+		cs->slabs += slabs;
+		cs->slab_bytes += slabs << (mki_class_order[c] + MKI_PAGE_SHIFT);
+		cs->allocs += allocs[c];
+		cs->frees += frees[c];
+		st->allocated_bytes += live * mki_class_size[c];
+	}
+}
+
+/* ------------------------------------------------------------ fork */
+
+void mki_heap_fork_prepare(void)
+{
+	mki_lock(&heaps_lock);
+	mki_lock(&abandoned_lock);
+}
+
+void mki_heap_fork_parent(void)
+{
+	mki_unlock(&abandoned_lock);
+	mki_unlock(&heaps_lock);
+}
+
+/* In the child only this thread exists: the other threads' heaps are
+ * abandoned so their memory can be adopted instead of stranded. */
+void mki_heap_fork_child(void)
+{
+	mki_lock_reset(&abandoned_lock);
+	mki_lock_reset(&heaps_lock);
+	mki_lock(&heaps_lock);
+	for (struct mki_heap *h = all_heaps; h; h = h->next_heap) {
+		if (h == mki_tls_heap)
+			h->tid = (pid_t)syscall(SYS_gettid);
+		else if (!h->dead)
+			heap_abandon_locked(h);
+	}
+	mki_unlock(&heaps_lock);
+}
+
+/* malloc_trim: this thread's own empty current slabs go back too. */
+void mki_heap_trim_self(void)
+{
+	struct mki_heap *h = mki_tls_heap;
+	if (!h)
+		return;
+	drain_reclaim(h);
+	for (unsigned cls = 0; cls < mki_class_count; cls++) {
+		struct mki_slab *s = h->bins[cls].partial;
+		while (s) {
+			struct mki_slab *next = s->next;
+			mki_slab_collect(s);
+			if (!s->used)
+				slab_retire(h, s);
+			s = next;
+		}
+	}
+}

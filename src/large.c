@@ -1,0 +1,290 @@
+/* large.c - blocks at or above the mmap threshold: a mapping each, as the
+ * notes say glibc does above 128 KiB, so that freeing one gives it back to
+ * the OS. Two things glibc does not do:
+ *
+ * - Freed mappings wait in a small cache (MKI_LARGE_CACHE entries, each at
+ *   most MKI_LARGE_CACHE_MAX bytes) for MEMKIT_DECAY_MS, so a loop that
+ *   allocates and frees a 1 MiB buffer makes no system call per iteration.
+ * - Every live mapping is in a hash table keyed by address, so free() of an
+ *   address that is not a live large block is caught, never trusted; and
+ *   the block needs no header: the pointer is the page-aligned mapping.
+ *
+ * Lock: large_lock guards the table and the cache; no other lock is taken
+ * under it (munmap of evicted entries happens after unlocking).
+ * May call: os.c, meta.c, libc.c.
+ */
+#include <errno.h>
+#include <string.h>
+#include "memkit/internal.h"
+
+#define MKI_LARGE_CACHE	    8
+#define MKI_LARGE_CACHE_MAX ((size_t)64 << 20)
+#define TOMBSTONE	    ((uintptr_t)1)
+
+struct large_entry {
+	uintptr_t addr; /* 0 empty, TOMBSTONE deleted */
+	size_t size;	/* bytes mapped */
+};
+
+struct cached_map {
+	void *addr;
+	size_t size;
+	uint64_t since_ms;
+};
+
+static mki_lock_t large_lock = MKI_LOCK_INIT;
+static struct large_entry *table;
+static size_t table_cap, table_used, table_live; /* used counts tombstones too */
+static size_t live_bytes;
+static struct cached_map cache[MKI_LARGE_CACHE];
+static size_t nr_cached;
+
+/* ------------------------------------------------------------ hash table */
+
+static size_t hash_addr(uintptr_t a)
+{
+	a >>= MKI_PAGE_SHIFT;
+	a *= 0x9E3779B97F4A7C15ull;
+	return (size_t)(a >> 17);
+}
+
+static struct large_entry *table_find_locked(uintptr_t a)
+{
+	if (!table)
+		return NULL;
+	for (size_t i = hash_addr(a) & (table_cap - 1);; i = (i + 1) & (table_cap - 1)) {
+		if (table[i].addr == a)
+			return &table[i];
+		if (!table[i].addr)
+			return NULL;
+	}
+}
+
+static void table_put_raw(struct large_entry *t, size_t cap, uintptr_t a, size_t size)
+{
+	size_t i = hash_addr(a) & (cap - 1);
+	while (t[i].addr > TOMBSTONE)
+		i = (i + 1) & (cap - 1);
+	t[i].addr = a;
+	t[i].size = size;
+}
+
+static int table_grow_locked(void)
+{
+	size_t cap = table_cap ? table_cap * 2 : 256;
+	if (table_live * 4 < table_cap) /* mostly tombstones: rebuild same size */
+		cap = table_cap;
+	struct large_entry *t = mki_meta_alloc(cap * sizeof(*t));
+	if (!t)
+		return ENOMEM;
+	for (size_t i = 0; i < table_cap; i++)
+		if (table[i].addr > TOMBSTONE)
+			table_put_raw(t, cap, table[i].addr, table[i].size);
+	if (table)
+		mki_meta_free(table, table_cap * sizeof(*t));
+	table = t;
+	table_cap = cap;
+	table_used = table_live;
+	return 0;
+}
+
+static int table_insert_locked(uintptr_t a, size_t size)
+{
+	if ((table_used + 1) * 2 > table_cap && table_grow_locked())
+		return ENOMEM;
+	table_put_raw(table, table_cap, a, size);
+	table_used++;
+	table_live++;
+	live_bytes += size;
+	return 0;
+}
+
+static void table_remove_locked(struct large_entry *e)
+{
+	live_bytes -= e->size;
+	e->addr = TOMBSTONE;
+	table_live--;
+}
+
+/* ------------------------------------------------------------ reuse cache */
+
+static bool cache_take_locked(size_t size, size_t align, void **addr, size_t *mapped)
+{
+	for (size_t i = 0; i < nr_cached; i++) {
+		struct cached_map *m = &cache[i];
+		/* at most 1/4 larger than asked, so reuse never wastes much */
+		if (m->size < size || m->size - size > size / 4 ||
+		    ((uintptr_t)m->addr & (align - 1)))
+			continue;
+		*addr = m->addr;
+		*mapped = m->size;
+		*m = cache[--nr_cached];
+		return true;
+	}
+	return false;
+}
+
+/* Returns an entry pushed out to make room (size 0 if none). */
+static struct cached_map cache_put_locked(void *addr, size_t size)
+{
+	struct cached_map out = {0};
+	if (nr_cached == MKI_LARGE_CACHE) {
+		size_t oldest = 0;
+		for (size_t i = 1; i < nr_cached; i++)
+			if (cache[i].since_ms < cache[oldest].since_ms)
+				oldest = i;
+		out = cache[oldest];
+		cache[oldest] = cache[--nr_cached];
+	}
+	cache[nr_cached++] = (struct cached_map){addr, size, mki_clock_ms()};
+	return out;
+}
+
+/* ------------------------------------------------------------ blocks */
+
+void *mki_large_alloc(size_t size, size_t align, bool zero)
+{
+	size_t mapped = mki_align_up(size, MKI_PAGE_SIZE);
+	void *p = NULL;
+	bool reused;
+	if (mapped < size || align > MKI_CHUNK_SIZE * 64) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (align < MKI_PAGE_SIZE)
+		align = MKI_PAGE_SIZE;
+	mki_lock(&large_lock);
+	reused = cache_take_locked(mapped, align, &p, &mapped);
+	mki_unlock(&large_lock);
+	if (!reused && mki_os_map(mapped, align, &p)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	mki_lock(&large_lock);
+	int err = table_insert_locked((uintptr_t)p, mapped);
+	mki_unlock(&large_lock);
+	if (err) {
+		mki_os_unmap(p, mapped);
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (reused && zero)
+		memset(p, 0, size);
+	mki_page_maybe_purge();
+	return p;
+}
+
+bool mki_large_free(void *p)
+{
+	struct cached_map evicted = {0};
+	bool unmap_now = false;
+	size_t size = 0;
+	mki_lock(&large_lock);
+	struct large_entry *e = table_find_locked((uintptr_t)p);
+	if (!e) {
+		mki_unlock(&large_lock);
+		return false;
+	}
+	size = e->size;
+	table_remove_locked(e);
+	if (size <= MKI_LARGE_CACHE_MAX && mki_opt.decay_ms)
+		evicted = cache_put_locked(p, size);
+	else
+		unmap_now = true;
+	mki_unlock(&large_lock);
+	if (unmap_now)
+		mki_os_unmap(p, size);
+	if (evicted.size)
+		mki_os_unmap(evicted.addr, evicted.size);
+	mki_page_maybe_purge();
+	return true;
+}
+
+size_t mki_large_usable(const void *p)
+{
+	mki_lock(&large_lock);
+	struct large_entry *e = table_find_locked((uintptr_t)p);
+	size_t n = e ? e->size : 0;
+	mki_unlock(&large_lock);
+	return n;
+}
+
+/* Grow or shrink with mremap: the kernel moves page-table entries instead
+ * of copying bytes. NULL (errno ENOMEM) leaves the block as it was. */
+void *mki_large_realloc(void *p, size_t size)
+{
+	size_t want = mki_align_up(size, MKI_PAGE_SIZE);
+	mki_lock(&large_lock);
+	struct large_entry *e = table_find_locked((uintptr_t)p);
+	size_t have = e ? e->size : 0;
+	mki_unlock(&large_lock);
+	if (!have || want < size)
+		return NULL;
+	if (want <= have && want >= have / 2)
+		return p; /* shrinking by less than half: keep the mapping */
+	void *q;
+	if (mki_os_remap(p, have, want, true, &q)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	mki_lock(&large_lock);
+	e = table_find_locked((uintptr_t)p);
+	table_remove_locked(e);
+	int err = table_insert_locked((uintptr_t)q, want);
+	mki_unlock(&large_lock);
+	if (err)
+		mki_fatal("out of metadata while moving a large block %p", p);
+	return q;
+}
+
+size_t mki_large_purge(bool force)
+{
+	struct cached_map out[MKI_LARGE_CACHE];
+	size_t n = 0, bytes = 0;
+	uint64_t now = mki_clock_ms();
+	mki_lock(&large_lock);
+	for (size_t i = 0; i < nr_cached;) {
+		if (force || now - cache[i].since_ms >= mki_opt.decay_ms) {
+			out[n++] = cache[i];
+			cache[i] = cache[--nr_cached];
+		} else {
+			i++;
+		}
+	}
+	mki_unlock(&large_lock);
+	for (size_t i = 0; i < n; i++) {
+		mki_os_unmap(out[i].addr, out[i].size);
+		bytes += out[i].size;
+	}
+	return bytes;
+}
+
+void mki_large_stats(struct mk_stats *st)
+{
+	mki_lock(&large_lock);
+	st->large_live += table_live;
+	st->large_live_bytes += live_bytes;
+	st->large_cached += nr_cached;
+	for (size_t i = 0; i < nr_cached; i++)
+		st->large_cached_bytes += cache[i].size;
+	st->mapped_bytes += live_bytes;
+	st->active_bytes += live_bytes;
+	mki_unlock(&large_lock);
+	st->mapped_bytes += st->large_cached_bytes;
+	st->allocated_bytes += st->large_live_bytes;
+}
+
+void mki_large_fork_prepare(void)
+{
+	mki_lock(&large_lock);
+}
+
+void mki_large_fork_parent(void)
+{
+	mki_unlock(&large_lock);
+}
+
+void mki_large_fork_child(void)
+{
+	mki_lock_reset(&large_lock);
+}

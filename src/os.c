@@ -1,0 +1,134 @@
+/* os.c - the boundary with the kernel: the only file that maps, unmaps,
+ * purges or remaps memory. Every function returns 0 or an errno value.
+ *
+ * Counting every call here is what lets `memkit run --stats` say how many
+ * system calls the allocator made.
+ *
+ * May call: mmap, munmap, madvise, mremap, open/read/close (statm); libc.c.
+ */
+#define _GNU_SOURCE /* mremap */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include "memkit/internal.h"
+
+struct mki_os_counters mki_os_count;
+static _Atomic uint32_t map_calls; /* for MEMKIT_FAIL_MMAP fault injection */
+
+static bool injected_failure(void)
+{
+	uint32_t n = atomic_fetch_add_explicit(&map_calls, 1, memory_order_relaxed) + 1;
+	return mki_opt.fail_mmap && n >= mki_opt.fail_mmap;
+}
+
+static int raw_map(size_t size, void **out)
+{
+	if (injected_failure())
+		return ENOMEM;
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	atomic_fetch_add_explicit(&mki_os_count.mmap, 1, memory_order_relaxed);
+	if (p == MAP_FAILED)
+		return errno ? errno : ENOMEM;
+	*out = p;
+	return 0;
+}
+
+static void raw_unmap(void *addr, size_t size)
+{
+	if (!size)
+		return;
+	munmap(addr, size);
+	atomic_fetch_add_explicit(&mki_os_count.munmap, 1, memory_order_relaxed);
+}
+
+/* Map size bytes aligned to align (a power of two >= page). Try the exact size
+ * first: the kernel places mappings next to each other top-down, so after the
+ * first aligned chunk the next one is usually aligned too. Otherwise map
+ * size + align and trim both ends. */
+int mki_os_map(size_t size, size_t align, void **out)
+{
+	void *p;
+	int err;
+	size = mki_align_up(size, MKI_PAGE_SIZE);
+	if (align < MKI_PAGE_SIZE)
+		align = MKI_PAGE_SIZE;
+	if ((err = raw_map(size, &p)))
+		return err;
+	if (((uintptr_t)p & (align - 1)) == 0)
+		goto out_mapped;
+	raw_unmap(p, size);
+	if (size + align < size)
+		return ENOMEM;
+	if ((err = raw_map(size + align, &p)))
+		return err;
+	uintptr_t start = mki_align_up((uintptr_t)p, align);
+	raw_unmap(p, start - (uintptr_t)p);
+	raw_unmap((char *)start + size, (uintptr_t)p + align - start);
+	p = (void *)start;
+out_mapped:
+	atomic_fetch_add_explicit(&mki_os_count.mapped_bytes, size, memory_order_relaxed);
+	*out = p;
+	return 0;
+}
+
+int mki_os_unmap(void *addr, size_t size)
+{
+	size = mki_align_up(size, MKI_PAGE_SIZE);
+	if (munmap(addr, size))
+		return errno;
+	atomic_fetch_add_explicit(&mki_os_count.munmap, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&mki_os_count.mapped_bytes, size, memory_order_relaxed);
+	return 0;
+}
+
+/* MADV_DONTNEED drops the pages at once (RSS falls, next touch reads zeros);
+ * MADV_FREE lets the kernel take them only under pressure, cheaper when the
+ * memory is reused soon but invisible in RSS. DONTNEED is the default because
+ * users judge an allocator by its RSS. */
+int mki_os_purge(void *addr, size_t size)
+{
+	int advice = mki_opt.purge_lazy ? MADV_FREE : MADV_DONTNEED;
+	atomic_fetch_add_explicit(&mki_os_count.madvise, 1, memory_order_relaxed);
+	if (madvise(addr, size, advice))
+		return errno;
+	return 0;
+}
+
+int mki_os_remap(void *addr, size_t old_size, size_t new_size, bool may_move, void **out)
+{
+	if (injected_failure())
+		return ENOMEM;
+	void *p = mremap(addr, old_size, new_size, may_move ? MREMAP_MAYMOVE : 0);
+	atomic_fetch_add_explicit(&mki_os_count.mremap, 1, memory_order_relaxed);
+	if (p == MAP_FAILED)
+		return errno;
+	if (new_size > old_size)
+		atomic_fetch_add_explicit(&mki_os_count.mapped_bytes, new_size - old_size,
+					  memory_order_relaxed);
+	else
+		atomic_fetch_sub_explicit(&mki_os_count.mapped_bytes, old_size - new_size,
+					  memory_order_relaxed);
+	*out = p;
+	return 0;
+}
+
+size_t mki_os_resident_bytes(void)
+{
+	char buf[128];
+	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	const char *s = buf;
+	while (*s && *s != ' ') /* skip size */
+		s++;
+	size_t pages = 0;
+	for (s++; *s >= '0' && *s <= '9'; s++)
+		pages = pages * 10 + (size_t)(*s - '0');
+	return pages * (size_t)getpagesize();
+}

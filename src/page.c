@@ -1,0 +1,586 @@
+/* page.c - the buddy system, as the kernel's mm/page_alloc.c does it, over
+ * 4 MiB chunks of this process's address space.
+ *
+ * Free blocks of 2^order pages (order 0..10) sit on 11 free lists. To
+ * allocate order k, take a block from the first non-empty list of order
+ * >= k and split it: each split gives back the upper half, a "buddy", to
+ * the list one order down. To free, look at the buddy (index ^ 2^order): if
+ * it is a free block of the same order, take it off its list and merge, and
+ * so on up. Blocks never cross a chunk, so a chunk that is wholly free is
+ * one order-10 block and can go back to the OS.
+ *
+ * Memory goes back to the OS in two steps, both after MEMKIT_DECAY_MS so
+ * that a program that frees and allocates again does not pay system calls
+ * each time: free blocks of MKI_PURGE_MIN_ORDER and up are purged
+ * (MADV_DONTNEED: the range stays, the pages go), and wholly free chunks are
+ * unmapped (all but one, kept purged against thrashing). A free block
+ * remembers whether it may hold resident pages (MKI_PF_DIRTY): a clean
+ * block is known to read as zeros, which calloc uses.
+ *
+ * Locking: one lock, page_lock, guards the free lists, the chunk list and
+ * every FREE page descriptor. Functions named *_locked expect it held.
+ * Lock order: heap locks -> page_lock -> meta_lock.
+ *
+ * May call: os.c, meta.c, libc.c.
+ */
+#include <errno.h>
+#include <string.h>
+#include "memkit/internal.h"
+
+#define MKI_PURGE_MIN_ORDER 2 /* 16 KiB: smaller free blocks are not worth a madvise */
+
+struct mki_chunk *_Atomic *_Atomic mki_radix[1u << MKI_RADIX_L1_BITS];
+
+static mki_lock_t page_lock = MKI_LOCK_INIT;
+static struct mki_page free_area[MKI_ORDERS]; /* list heads (lru links only) */
+static size_t nr_free[MKI_ORDERS];
+static size_t clean_free_pages; /* free and purged: not resident */
+static struct mki_chunk *chunk_list;
+static size_t nr_chunks;
+static _Atomic uint64_t last_purge_ms;
+
+/* ------------------------------------------------------------ chunk registry */
+
+static int radix_set(struct mki_chunk *c, struct mki_chunk *value)
+{
+	uintptr_t n = (uintptr_t)c->base >> MKI_CHUNK_SHIFT;
+	_Atomic(struct mki_chunk * _Atomic *) *slot = &mki_radix[n >> MKI_RADIX_L2_BITS];
+	struct mki_chunk *_Atomic *l2 = atomic_load_explicit(slot, memory_order_acquire);
+	if (!l2) {
+		l2 = mki_meta_alloc(sizeof(*l2) << MKI_RADIX_L2_BITS);
+		if (!l2)
+			return ENOMEM;
+		atomic_store_explicit(slot, l2, memory_order_release); /* under page_lock */
+	}
+	atomic_store_explicit(&l2[n & ((1u << MKI_RADIX_L2_BITS) - 1)], value,
+			      memory_order_release);
+	return 0;
+}
+
+/* ------------------------------------------------------------ free lists */
+
+static void list_init(void)
+{
+	for (int k = 0; k < MKI_ORDERS; k++)
+		free_area[k].lru.next = free_area[k].lru.prev = &free_area[k];
+}
+
+static void list_add_locked(struct mki_page *pg, unsigned order)
+{
+	struct mki_page *head = &free_area[order];
+	if (!head->lru.next)
+		list_init();
+	pg->lru.next = head->lru.next;
+	pg->lru.prev = head;
+	head->lru.next->lru.prev = pg;
+	head->lru.next = pg;
+	nr_free[order]++;
+	if (!(pg->flags & MKI_PF_DIRTY))
+		clean_free_pages += (size_t)1 << order;
+}
+
+static void list_del_locked(struct mki_page *pg, unsigned order)
+{
+	pg->lru.prev->lru.next = pg->lru.next;
+	pg->lru.next->lru.prev = pg->lru.prev;
+	pg->lru.next = pg->lru.prev = NULL;
+	nr_free[order]--;
+	if (!(pg->flags & MKI_PF_DIRTY))
+		clean_free_pages -= (size_t)1 << order;
+}
+
+static bool list_empty(unsigned order)
+{
+	return !free_area[order].lru.next || free_area[order].lru.next == &free_area[order];
+}
+
+/* A free head records its own index (in `head`), which leads back to the
+ * chunk that holds the descriptor. */
+static struct mki_chunk *chunk_of_free_head(struct mki_page *pg, size_t *index)
+{
+	*index = pg->head;
+	return (struct mki_chunk *)((char *)(pg - pg->head) - offsetof(struct mki_chunk, pages));
+}
+
+/* Put a free block of 2^order pages at page index i of chunk c on its list,
+ * marking its head. Tail descriptors keep kind NONE. */
+static void set_free_block_locked(struct mki_chunk *c, size_t i, unsigned order, bool dirty,
+				  uint32_t stamp)
+{
+	struct mki_page *pg = &c->pages[i];
+	pg->kind = MKI_PAGE_FREE;
+	pg->order = (uint8_t)order;
+	pg->flags = dirty ? MKI_PF_DIRTY : 0;
+	pg->stamp = stamp;
+	pg->npages = 0;
+	pg->head = (uint32_t)i;
+	list_add_locked(pg, order);
+	c->free_pages += 1u << order;
+}
+
+static bool is_free_head(const struct mki_page *pg, unsigned order)
+{
+	return pg->kind == MKI_PAGE_FREE && pg->order == order;
+}
+
+/* The heart of freeing: merge with free buddies as far as they go. */
+static void free_block_locked(struct mki_chunk *c, size_t i, unsigned order, bool dirty,
+			      uint32_t stamp)
+{
+	while (order < MKI_MAX_ORDER) {
+		size_t buddy = i ^ ((size_t)1 << order);
+		struct mki_page *bp = &c->pages[buddy];
+		if (!is_free_head(bp, order))
+			break;
+		list_del_locked(bp, order);
+		c->free_pages -= 1u << order;
+		dirty |= bp->flags & MKI_PF_DIRTY;
+		if ((int32_t)(bp->stamp - stamp) > 0)
+			stamp = bp->stamp;
+		bp->kind = MKI_PAGE_NONE;
+		bp->flags = 0;
+		i &= ~((size_t)1 << order);
+		order++;
+	}
+	set_free_block_locked(c, i, order, dirty, stamp);
+}
+
+/* Free the pages [start, end) of chunk c as the largest aligned blocks that
+ * fit: how a run's tail, or a whole run, goes back. */
+static void free_range_locked(struct mki_chunk *c, size_t start, size_t end, bool dirty,
+			      uint32_t stamp)
+{
+	while (start < end) {
+		unsigned k = start ? (unsigned)__builtin_ctzl(start) : MKI_MAX_ORDER;
+		if (k > MKI_MAX_ORDER)
+			k = MKI_MAX_ORDER;
+		while (start + ((size_t)1 << k) > end)
+			k--;
+		free_block_locked(c, start, k, dirty, stamp);
+		start += (size_t)1 << k;
+	}
+}
+
+/* ------------------------------------------------------------ chunks */
+
+static struct mki_chunk *chunk_new_locked(void)
+{
+	void *base;
+	struct mki_chunk *c;
+	if (mki_os_map(MKI_CHUNK_SIZE, MKI_CHUNK_SIZE, &base))
+		return NULL;
+	c = mki_meta_alloc(sizeof(*c));
+	if (!c)
+		goto out_unmap;
+	c->base = base;
+	if (radix_set(c, c))
+		goto out_free_meta;
+	c->next = chunk_list;
+	if (chunk_list)
+		chunk_list->prev = c;
+	chunk_list = c;
+	nr_chunks++;
+	set_free_block_locked(c, 0, MKI_MAX_ORDER, false, (uint32_t)mki_clock_ms());
+	return c;
+
+out_free_meta:
+	mki_meta_free(c, sizeof(*c));
+out_unmap:
+	mki_os_unmap(base, MKI_CHUNK_SIZE);
+	return NULL;
+}
+
+static void chunk_release_locked(struct mki_chunk *c)
+{
+	list_del_locked(&c->pages[0], MKI_MAX_ORDER);
+	radix_set(c, NULL);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		chunk_list = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	nr_chunks--;
+	mki_os_unmap(c->base, MKI_CHUNK_SIZE);
+	mki_meta_free(c, sizeof(*c));
+}
+
+/* ------------------------------------------------------------ allocation */
+
+static void mark_allocated(struct mki_chunk *c, size_t i, size_t npages, enum mki_page_kind kind,
+			   unsigned order)
+{
+	struct mki_page *pg = &c->pages[i];
+	pg->kind = (uint8_t)kind;
+	pg->order = (uint8_t)order;
+	pg->npages = (uint32_t)npages;
+	pg->head = (uint32_t)i;
+	pg->slab = NULL;
+	for (size_t j = 1; j < npages; j++) {
+		pg[j].kind = (uint8_t)kind;
+		pg[j].flags = 0;
+		pg[j].head = (uint32_t)i;
+		pg[j].slab = NULL;
+	}
+}
+
+/* Take a free block of exactly `order`, splitting a larger one if needed:
+ * each split puts the upper half on the list one order down. */
+static struct mki_chunk *take_block_locked(unsigned order, size_t *index, bool *clean)
+{
+	unsigned k = order;
+	while (k <= MKI_MAX_ORDER && list_empty(k))
+		k++;
+	if (k > MKI_MAX_ORDER) {
+		if (!chunk_new_locked())
+			return NULL;
+		k = MKI_MAX_ORDER;
+	}
+	struct mki_page *pg = free_area[k].lru.next;
+	size_t i;
+	struct mki_chunk *c = chunk_of_free_head(pg, &i);
+	bool dirty = pg->flags & MKI_PF_DIRTY;
+	uint32_t stamp = pg->stamp;
+	list_del_locked(pg, k);
+	c->free_pages -= 1u << k;
+	pg->kind = MKI_PAGE_NONE;
+	pg->flags = 0;
+	while (k > order) {
+		k--;
+		set_free_block_locked(c, i + ((size_t)1 << k), k, dirty, stamp);
+	}
+	*index = i;
+	*clean = !dirty && !mki_opt.purge_lazy;
+	return c;
+}
+
+static unsigned order_for_pages(size_t npages)
+{
+	unsigned k = 0;
+	while (((size_t)1 << k) < npages)
+		k++;
+	return k;
+}
+
+void *mki_pages_alloc(unsigned order, enum mki_page_kind kind, bool *zero)
+{
+	size_t i;
+	bool clean;
+	if (order > MKI_MAX_ORDER) {
+		errno = EINVAL;
+		return NULL;
+	}
+	mki_lock(&page_lock);
+	struct mki_chunk *c = take_block_locked(order, &i, &clean);
+	if (c)
+		mark_allocated(c, i, (size_t)1 << order, kind, order);
+	mki_unlock(&page_lock);
+	if (!c) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (zero)
+		*zero = clean;
+	return c->base + (i << MKI_PAGE_SHIFT);
+}
+
+void *mki_run_alloc(size_t npages, unsigned align_order, bool *zero)
+{
+	size_t i;
+	bool clean;
+	unsigned k = order_for_pages(npages);
+	if (k < align_order)
+		k = align_order;
+	if (!npages || k > MKI_MAX_ORDER) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	mki_lock(&page_lock);
+	struct mki_chunk *c = take_block_locked(k, &i, &clean);
+	if (c) {
+		/* keep what was asked, give the tail back (alloc_pages_exact) */
+		free_range_locked(c, i + npages, i + ((size_t)1 << k), !clean,
+				  (uint32_t)mki_clock_ms());
+		mark_allocated(c, i, npages, MKI_PAGE_RUN, 0);
+	}
+	mki_unlock(&page_lock);
+	if (!c) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (zero)
+		*zero = clean;
+	return c->base + (i << MKI_PAGE_SHIFT);
+}
+
+static void clear_descs(struct mki_page *pg, size_t npages)
+{
+	for (size_t j = 0; j < npages; j++) {
+		pg[j].kind = MKI_PAGE_NONE;
+		pg[j].flags = 0;
+		pg[j].slab = NULL;
+	}
+}
+
+static bool is_head(struct mki_chunk *c, struct mki_page *pg)
+{
+	return pg->head == (uint32_t)(pg - c->pages);
+}
+
+void mki_pages_free(void *p, unsigned order)
+{
+	struct mki_chunk *c = mki_chunk_of(p);
+	if (!c)
+		mki_fatal("free of invalid pointer %p (pages not from memkit)", p);
+	struct mki_page *pg = mki_page_desc(c, p);
+	size_t i = (size_t)(pg - c->pages);
+	uint32_t now = (uint32_t)mki_clock_ms();
+	mki_lock(&page_lock);
+	clear_descs(pg, (size_t)1 << order);
+	free_block_locked(c, i, order, true, now);
+	mki_unlock(&page_lock);
+	mki_page_maybe_purge();
+}
+
+void mki_run_free(void *p)
+{
+	struct mki_chunk *c = mki_chunk_of(p);
+	struct mki_page *pg = mki_page_desc(c, p);
+	size_t i = (size_t)(pg - c->pages), n = pg->npages;
+	uint32_t now = (uint32_t)mki_clock_ms();
+	mki_lock(&page_lock);
+	clear_descs(pg, n);
+	free_range_locked(c, i, i + n, true, now);
+	mki_unlock(&page_lock);
+	mki_page_maybe_purge();
+}
+
+bool mki_run_shrink(void *p, size_t npages)
+{
+	struct mki_chunk *c = mki_chunk_of(p);
+	struct mki_page *pg = mki_page_desc(c, p);
+	size_t i = (size_t)(pg - c->pages), n = pg->npages;
+	if (!npages || npages > n)
+		return false;
+	if (npages == n)
+		return true;
+	mki_lock(&page_lock);
+	clear_descs(pg + npages, n - npages);
+	pg->npages = (uint32_t)npages;
+	free_range_locked(c, i + npages, i + n, true, (uint32_t)mki_clock_ms());
+	mki_unlock(&page_lock);
+	return true;
+}
+
+/* The free block of chunk c that contains page j, or NULL. A free block of
+ * order k starts at j with its low k bits cleared. */
+static struct mki_page *free_block_containing(struct mki_chunk *c, size_t j)
+{
+	for (unsigned k = 0; k <= MKI_MAX_ORDER; k++) {
+		struct mki_page *h = &c->pages[j & ~(((size_t)1 << k) - 1)];
+		if (is_free_head(h, k))
+			return h;
+	}
+	return NULL;
+}
+
+/* Take pages [from, to) of chunk c, all known free, off the free lists,
+ * giving back the parts of their blocks outside the range. */
+static void claim_range_locked(struct mki_chunk *c, size_t from, size_t to)
+{
+	size_t j = from;
+	while (j < to) {
+		struct mki_page *h = free_block_containing(c, j);
+		size_t hi = (size_t)(h - c->pages), end = hi + ((size_t)1 << h->order);
+		bool dirty = h->flags & MKI_PF_DIRTY;
+		uint32_t stamp = h->stamp;
+		list_del_locked(h, h->order);
+		c->free_pages -= 1u << h->order;
+		h->kind = MKI_PAGE_NONE;
+		h->flags = 0;
+		if (hi < j)
+			free_range_locked(c, hi, j, dirty, stamp);
+		if (end > to)
+			free_range_locked(c, to, end, dirty, stamp);
+		j = end;
+	}
+}
+
+bool mki_run_grow(void *p, size_t npages)
+{
+	struct mki_chunk *c = mki_chunk_of(p);
+	struct mki_page *pg = mki_page_desc(c, p);
+	size_t i = (size_t)(pg - c->pages), n = pg->npages;
+	if (npages <= n)
+		return true;
+	if (i + npages > MKI_CHUNK_PAGES)
+		return false;
+	bool ok = true;
+	mki_lock(&page_lock);
+	for (size_t j = i + n; j < i + npages && ok;) {
+		struct mki_page *h = free_block_containing(c, j);
+		if (!h)
+			ok = false;
+		else
+			j = (size_t)(h - c->pages) + ((size_t)1 << h->order);
+	}
+	if (ok) {
+		claim_range_locked(c, i + n, i + npages);
+		mark_allocated(c, i, npages, MKI_PAGE_RUN, 0);
+	}
+	mki_unlock(&page_lock);
+	return ok;
+}
+
+/* ------------------------------------------------------------ giving back */
+
+static bool decayed(const struct mki_page *pg, uint32_t now, bool force)
+{
+	return force || (uint32_t)(now - pg->stamp) >= mki_opt.decay_ms;
+}
+
+/* Purge one free block: the list lock is held across madvise, which is
+ * short for the sizes concerned and keeps the block from being taken. */
+static size_t purge_block_locked(struct mki_page *pg, unsigned order)
+{
+	size_t i;
+	struct mki_chunk *c = chunk_of_free_head(pg, &i);
+	size_t bytes = (size_t)1 << (order + MKI_PAGE_SHIFT);
+	if (mki_os_purge(c->base + (i << MKI_PAGE_SHIFT), bytes))
+		return 0;
+	pg->flags &= (uint16_t)~MKI_PF_DIRTY;
+	clean_free_pages += (size_t)1 << order;
+	return bytes;
+}
+
+static size_t purge_order_locked(unsigned order, uint32_t now, bool force)
+{
+	size_t bytes = 0;
+	struct mki_page *head = &free_area[order];
+	for (struct mki_page *pg = head->lru.next; pg && pg != head; pg = pg->lru.next)
+		if ((pg->flags & MKI_PF_DIRTY) && decayed(pg, now, force))
+			bytes += purge_block_locked(pg, order);
+	return bytes;
+}
+
+/* Wholly free chunks go back to the OS, all but one (purged) so that a
+ * program hovering around a chunk boundary does not map and unmap. */
+static size_t release_chunks_locked(uint32_t now, bool force)
+{
+	size_t bytes = 0;
+	struct mki_page *head = &free_area[MKI_MAX_ORDER];
+	struct mki_page *pg = head->lru.next;
+	bool kept = false;
+	while (pg && pg != head) {
+		struct mki_page *next = pg->lru.next;
+		size_t i;
+		struct mki_chunk *c = chunk_of_free_head(pg, &i);
+		if (!kept && !force) {
+			kept = true;
+		} else if (decayed(pg, now, force)) {
+			bytes += (pg->flags & MKI_PF_DIRTY) ? MKI_CHUNK_SIZE : 0;
+			chunk_release_locked(c);
+		}
+		pg = next;
+	}
+	return bytes;
+}
+
+size_t mki_page_purge(bool force)
+{
+	uint32_t now = (uint32_t)mki_clock_ms();
+	size_t bytes = 0;
+	mki_lock(&page_lock);
+	bytes += release_chunks_locked(now, force);
+	for (unsigned k = MKI_PURGE_MIN_ORDER; k <= MKI_MAX_ORDER; k++)
+		bytes += purge_order_locked(k, now, force);
+	if (force)
+		for (unsigned k = 0; k < MKI_PURGE_MIN_ORDER; k++)
+			bytes += purge_order_locked(k, now, force);
+	mki_unlock(&page_lock);
+	atomic_store_explicit(&last_purge_ms, mki_clock_ms(), memory_order_relaxed);
+	return bytes;
+}
+
+/* Called from slow paths: one relaxed load and a compare in the common case. */
+void mki_page_maybe_purge(void)
+{
+	uint64_t now = mki_clock_ms();
+	uint64_t last = atomic_load_explicit(&last_purge_ms, memory_order_relaxed);
+	uint64_t period = mki_opt.decay_ms / 4;
+	if (now - last < period)
+		return;
+	if (!atomic_compare_exchange_strong_explicit(&last_purge_ms, &last, now,
+						     memory_order_relaxed, memory_order_relaxed))
+		return; /* another thread does it */
+	mki_page_purge(false);
+	mki_large_purge(false);
+}
+
+/* ------------------------------------------------------------ statistics */
+
+void mki_page_stats(struct mk_stats *st)
+{
+	mki_lock(&page_lock);
+	st->chunks += nr_chunks;
+	size_t free_pages = 0;
+	for (unsigned k = 0; k <= MKI_MAX_ORDER; k++) {
+		st->buddy_free_blocks[k] += nr_free[k];
+		free_pages += nr_free[k] << k;
+	}
+	st->buddy_free_bytes += free_pages << MKI_PAGE_SHIFT;
+	st->buddy_purged_bytes += clean_free_pages << MKI_PAGE_SHIFT;
+	st->mapped_bytes += nr_chunks * MKI_CHUNK_SIZE;
+	st->active_bytes += (nr_chunks * MKI_CHUNK_PAGES - free_pages) << MKI_PAGE_SHIFT;
+	/* external fragmentation: the share of free pages that are not in a
+	 * block of the largest order present */
+	int top = MKI_MAX_ORDER;
+	while (top >= 0 && !nr_free[top])
+		top--;
+	if (free_pages && top >= 0)
+		st->external_frag = 1.0 - (double)(nr_free[top] << top) / (double)free_pages;
+	mki_unlock(&page_lock);
+}
+
+/* ------------------------------------------------------------ fork */
+
+void mki_page_fork_prepare(void)
+{
+	mki_lock(&page_lock);
+}
+
+void mki_page_fork_parent(void)
+{
+	mki_unlock(&page_lock);
+}
+
+void mki_page_fork_child(void)
+{
+	mki_lock_reset(&page_lock);
+}
+
+/* ------------------------------------------------------------ public API */
+
+void *mk_pages_alloc(unsigned order)
+{
+	mki_init();
+	return mki_pages_alloc(order, MKI_PAGE_BLOCK, NULL);
+}
+
+void mk_pages_free(void *pages, unsigned order)
+{
+	if (!pages)
+		return;
+	struct mki_chunk *c = mki_chunk_of(pages);
+	if (!c || ((uintptr_t)pages & (MKI_PAGE_SIZE - 1)))
+		mki_fatal("mk_pages_free of invalid pointer %p", pages);
+	struct mki_page *pg = mki_page_desc(c, pages);
+	if (pg->kind == MKI_PAGE_FREE || pg->kind == MKI_PAGE_NONE)
+		mki_fatal("double free of %p (mk_pages_free)", pages);
+	if (pg->kind != MKI_PAGE_BLOCK || !is_head(c, pg))
+		mki_fatal("mk_pages_free of invalid pointer %p (not a page block)", pages);
+	if (pg->order != order)
+		mki_fatal("mk_pages_free of %p with order %u, allocated with order %u", pages,
+			  order, (unsigned)pg->order);
+	mki_pages_free(pages, order);
+}

@@ -1,0 +1,362 @@
+/* slab.c - slabs and the slab object caches built from them.
+ *
+ * A slab is one buddy block cut into equal slots, as in Bonwick's allocator
+ * and the kernel's SLUB: a free slot holds the link to the next free one, so
+ * the free list costs no memory. Slots are carved lazily, a page's worth at
+ * a time, so a slab of 64 KiB used for three objects touches one page.
+ * malloc's size classes are slabs owned by thread heaps (heap.c); an
+ * mk_cache owns its slabs itself, under its own lock, in three lists as the
+ * kernel keeps them: partial, full and empty.
+ *
+ * Descriptors live outside the slab (in meta.c memory), so a stray write
+ * past an object never lands on the allocator's bookkeeping.
+ *
+ * Lock order: cache->lock -> page_lock.
+ * May call: page.c, meta.c, libc.c.
+ */
+#include <errno.h>
+#include <string.h>
+#include "memkit/internal.h"
+
+uintptr_t mki_free_key;
+
+struct mki_slab *mki_slab_new(uint32_t size, unsigned order, uint8_t cls, struct mki_heap *owner)
+{
+	struct mki_slab *s = mki_meta_alloc(sizeof(*s));
+	if (!s)
+		return NULL;
+	char *base = mki_pages_alloc(order, MKI_PAGE_SLAB, NULL);
+	if (!base) {
+		mki_meta_free(s, sizeof(*s));
+		errno = ENOMEM;
+		return NULL;
+	}
+	size_t bytes = (size_t)1 << (order + MKI_PAGE_SHIFT);
+	s->start = base;
+	s->size = size;
+	s->capacity = (uint32_t)(bytes / size);
+	s->recip = (((uint64_t)1 << 40) + size - 1) / size;
+	s->order = (uint8_t)order;
+	s->cls = cls;
+	atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
+	struct mki_chunk *c = mki_chunk_of(base);
+	struct mki_page *pg = mki_page_desc(c, base);
+	for (size_t i = 0; i < ((size_t)1 << order); i++)
+		pg[i].slab = s;
+	return s;
+}
+
+void mki_slab_delete(struct mki_slab *s)
+{
+	mki_pages_free(s->start, s->order);
+	mki_meta_free(s, sizeof(*s));
+}
+
+/* Link the next page's worth of slots (at least one) into the free list, in
+ * address order so that consecutive mallocs return neighbouring memory. */
+bool mki_slab_extend(struct mki_slab *s)
+{
+	if (s->carved >= s->capacity)
+		return false;
+	uint32_t n = (uint32_t)(MKI_PAGE_SIZE / s->size);
+	if (n == 0)
+		n = 1;
+	if (n > s->capacity - s->carved)
+		n = s->capacity - s->carved;
+	char *first = s->start + (size_t)s->carved * s->size;
+	struct mki_block *b = (struct mki_block *)first;
+	for (uint32_t i = 1; i < n; i++) {
+		struct mki_block *next = (struct mki_block *)((char *)b + s->size);
+		b->next = next;
+		b = next;
+	}
+	b->next = s->free;
+	s->free = (struct mki_block *)first;
+	s->carved += n;
+	return true;
+}
+
+uint32_t mki_slab_collect(struct mki_slab *s)
+{
+	uintptr_t tf = atomic_load_explicit(&s->thread_free, memory_order_relaxed);
+	if (!(tf & ~MKI_TF_FULL))
+		return 0;
+	tf = atomic_exchange_explicit(&s->thread_free, tf & MKI_TF_FULL, memory_order_acquire);
+	/* a concurrent remote free may have cleared the FULL bit we just put
+	 * back; the owner re-checks the bit before trusting it */
+	struct mki_block *list = (struct mki_block *)(tf & ~MKI_TF_FULL);
+	uint32_t n = 0;
+	struct mki_block *last = NULL;
+	for (struct mki_block *b = list; b; b = b->next) {
+		last = b;
+		n++;
+	}
+	if (last) {
+		last->next = s->free;
+		s->free = list;
+	}
+	s->used -= n;
+	return n;
+}
+
+bool mki_slab_try_mark_full(struct mki_slab *s)
+{
+	uintptr_t expect = 0;
+	return atomic_compare_exchange_strong_explicit(&s->thread_free, &expect, MKI_TF_FULL,
+						       memory_order_acq_rel, memory_order_relaxed);
+}
+
+bool mki_slab_holds_free(struct mki_slab *s, const void *p)
+{
+	for (struct mki_block *b = s->free; b; b = b->next)
+		if (b == p)
+			return true;
+	uintptr_t tf = atomic_load_explicit(&s->thread_free, memory_order_acquire);
+	for (struct mki_block *b = (struct mki_block *)(tf & ~MKI_TF_FULL); b; b = b->next)
+		if (b == p)
+			return true;
+	return false;
+}
+
+/* ------------------------------------------------------------ object caches */
+
+struct mk_cache {
+	char name[32];
+	size_t object_size;
+	uint32_t slot_size;
+	unsigned order;
+	mk_ctor_fn ctor;
+	mk_dtor_fn dtor;
+	mki_lock_t lock;
+	struct mki_slab *partial, *full, *empty;
+	size_t nfull, npartial, nempty;
+	size_t active;
+};
+
+static void cache_list_add(struct mki_slab **head, struct mki_slab *s)
+{
+	s->prev = NULL;
+	s->next = *head;
+	if (*head)
+		(*head)->prev = s;
+	*head = s;
+}
+
+static void cache_list_del(struct mki_slab **head, struct mki_slab *s)
+{
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		*head = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->next = s->prev = NULL;
+}
+
+/* Like the kernel's calculate_order: the smallest block that holds at least
+ * four objects and wastes at most 1/8 of itself. */
+static unsigned cache_slab_order(size_t slot)
+{
+	for (unsigned k = 0; k < MKI_MAX_ORDER; k++) {
+		size_t bytes = (size_t)1 << (k + MKI_PAGE_SHIFT);
+		if (bytes / slot >= 4 && (bytes % slot) * 8 <= bytes)
+			return k;
+	}
+	return MKI_MAX_ORDER;
+}
+
+mk_cache_t *mk_cache_create(const char *name, size_t size, size_t align, mk_ctor_fn ctor,
+			    mk_dtor_fn dtor)
+{
+	mki_init();
+	if (!align)
+		align = MKI_ALIGN;
+	if (!size || !mki_is_pow2(align) || align > MKI_PAGE_SIZE || size > (MKI_CHUNK_SIZE >> 2)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct mk_cache *c = mki_meta_alloc(sizeof(*c));
+	if (!c) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	/* with a constructor the object's bytes are the caller's even while
+	 * free, so the free-list link goes after the object (as SLUB does) */
+	size_t need = ctor ? size + sizeof(void *) : size;
+	if (need < sizeof(struct mki_block))
+		need = sizeof(struct mki_block);
+	size_t slot = mki_align_up(need, align < MKI_ALIGN ? MKI_ALIGN : align);
+	mki_snprintf(c->name, sizeof(c->name), "%s", name ? name : "");
+	c->object_size = size;
+	c->slot_size = (uint32_t)slot;
+	c->order = cache_slab_order(slot);
+	c->ctor = ctor;
+	c->dtor = dtor;
+	return c;
+}
+
+static struct mki_block **link_of(const struct mk_cache *c, void *obj)
+{
+	if (c->ctor)
+		return (struct mki_block **)((char *)obj + c->slot_size - sizeof(void *));
+	return &((struct mki_block *)obj)->next;
+}
+
+/* A new slab: all its slots constructed and linked at once (Bonwick: the
+ * constructed state is what the cache keeps). */
+static struct mki_slab *cache_grow_locked(struct mk_cache *c)
+{
+	struct mki_slab *s = mki_slab_new(c->slot_size, c->order, 0, &mki_heap_none);
+	if (!s)
+		return NULL;
+	s->cache = c;
+	s->state = MKI_SLAB_CACHE;
+	s->carved = s->capacity;
+	for (uint32_t i = s->capacity; i-- > 0;) {
+		char *obj = s->start + (size_t)i * s->size;
+		if (c->ctor)
+			c->ctor(obj);
+		*link_of(c, obj) = s->free;
+		s->free = (struct mki_block *)obj;
+	}
+	return s;
+}
+
+static void cache_move(struct mki_slab **from, size_t *nfrom, struct mki_slab **to, size_t *nto,
+		       struct mki_slab *s)
+{
+	cache_list_del(from, s);
+	(*nfrom)--;
+	cache_list_add(to, s);
+	(*nto)++;
+}
+
+void *mk_cache_alloc(mk_cache_t *c)
+{
+	mki_lock(&c->lock);
+	struct mki_slab *s = c->partial;
+	if (!s && c->empty) {
+		s = c->empty;
+		cache_move(&c->empty, &c->nempty, &c->partial, &c->npartial, s);
+	}
+	if (!s) {
+		s = cache_grow_locked(c);
+		if (!s) {
+			mki_unlock(&c->lock);
+			errno = ENOMEM;
+			return NULL;
+		}
+		cache_list_add(&c->partial, s);
+		c->npartial++;
+	}
+	struct mki_block *b = s->free;
+	s->free = *link_of(c, b);
+	s->used++;
+	c->active++;
+	if (!s->free)
+		cache_move(&c->partial, &c->npartial, &c->full, &c->nfull, s);
+	mki_unlock(&c->lock);
+	return b;
+}
+
+static struct mki_slab *cache_slab_of(const mk_cache_t *c, const void *obj)
+{
+	struct mki_chunk *ch = mki_chunk_of(obj);
+	struct mki_page *pg = ch ? mki_page_desc(ch, obj) : NULL;
+	if (!pg || pg->kind != MKI_PAGE_SLAB || pg->slab->cache != c)
+		mki_fatal("mk_cache_free of invalid pointer %p (not from cache '%s')", obj,
+			  c->name);
+	struct mki_slab *s = pg->slab;
+	if (!mki_slab_contains(s, obj) || !mki_slab_is_slot_start(s, obj))
+		mki_fatal("mk_cache_free of interior pointer %p (cache '%s')", obj, c->name);
+	return s;
+}
+
+void mk_cache_free(mk_cache_t *c, void *obj)
+{
+	if (!obj)
+		return;
+	struct mki_slab *s = cache_slab_of(c, obj);
+	mki_lock(&c->lock);
+	if (!s->free)
+		cache_move(&c->full, &c->nfull, &c->partial, &c->npartial, s);
+	*link_of(c, obj) = s->free;
+	s->free = obj;
+	s->used--;
+	c->active--;
+	if (!s->used)
+		cache_move(&c->partial, &c->npartial, &c->empty, &c->nempty, s);
+	mki_unlock(&c->lock);
+}
+
+static void cache_slab_destroy(mk_cache_t *c, struct mki_slab *s)
+{
+	if (c->dtor)
+		for (uint32_t i = 0; i < s->capacity; i++)
+			c->dtor(s->start + (size_t)i * s->size);
+	mki_slab_delete(s);
+}
+
+/* Empty slabs go back to the buddy system; the destructor runs on their
+ * objects first. Outside the lock, so a destructor may use the cache. */
+size_t mk_cache_shrink(mk_cache_t *c)
+{
+	mki_lock(&c->lock);
+	struct mki_slab *list = c->empty;
+	size_t pages = c->nempty << c->order;
+	c->empty = NULL;
+	c->nempty = 0;
+	mki_unlock(&c->lock);
+	while (list) {
+		struct mki_slab *next = list->next;
+		cache_slab_destroy(c, list);
+		list = next;
+	}
+	return pages;
+}
+
+void mk_cache_destroy(mk_cache_t *c)
+{
+	if (!c)
+		return;
+	mk_cache_shrink(c);
+	if (c->active)
+		mki_dprintf(2, "memkit: mk_cache_destroy: cache '%s' still has %zu objects\n",
+			    c->name, c->active);
+	struct mki_slab *lists[2] = {c->partial, c->full};
+	for (int i = 0; i < 2; i++)
+		while (lists[i]) {
+			struct mki_slab *next = lists[i]->next;
+			cache_slab_destroy(c, lists[i]);
+			lists[i] = next;
+		}
+	mki_meta_free(c, sizeof(*c));
+}
+
+const char *mki_cache_name(const struct mk_cache *c)
+{
+	return c->name;
+}
+
+int mk_cache_info(const mk_cache_t *c, struct mk_cache_info *info)
+{
+	if (!c || !info) {
+		errno = EINVAL;
+		return -1;
+	}
+	memset(info, 0, sizeof(*info));
+	mki_lock((mki_lock_t *)&c->lock);
+	mki_snprintf(info->name, sizeof(info->name), "%s", c->name);
+	info->object_size = c->object_size;
+	info->slot_size = c->slot_size;
+	info->slab_order = c->order;
+	info->objects_per_slab =
+	    (unsigned)((((size_t)1 << (c->order + MKI_PAGE_SHIFT))) / c->slot_size);
+	info->active_objects = c->active;
+	info->slabs_full = c->nfull;
+	info->slabs_partial = c->npartial;
+	info->slabs_empty = c->nempty;
+	info->total_objects = (c->nfull + c->npartial + c->nempty) * info->objects_per_slab;
+	mki_unlock((mki_lock_t *)&c->lock);
+	return 0;
+}
