@@ -52,8 +52,11 @@ static void fork_child(void)
 
 static uintptr_t random_key(void)
 {
-	const uint64_t *r = (const uint64_t *)getauxval(AT_RANDOM);
-	uintptr_t k = r ? (uintptr_t)(r[0] ^ (r[1] << 1)) : 0;
+	const void *at_random = (const void *)getauxval(AT_RANDOM);
+	uint64_t r[2] = {0, 0};
+	if (at_random)
+		memcpy(r, at_random, sizeof(r)); /* 16 random bytes, unaligned */
+	uintptr_t k = (uintptr_t)(r[0] ^ (r[1] << 1));
 	return k ^ (uintptr_t)&k ^ (uintptr_t)mki_clock_ms() ^ 0x5bd1e9955bd1e995ull;
 }
 
@@ -167,7 +170,7 @@ static MKI_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero)
 			return p;
 		}
 	}
-	size_t npages = mki_align_up(size, MKI_PAGE_SIZE) >> MKI_PAGE_SHIFT;
+	size_t npages = mki_align_up(size ? size : 1, MKI_PAGE_SIZE) >> MKI_PAGE_SHIFT;
 	if (npages > MKI_CHUNK_PAGES)
 		return mki_large_alloc(size, align, zero);
 	p = mki_run_alloc(npages, order_of_align(align), &clean);

@@ -220,7 +220,7 @@ static void heap_thread_exit(void *arg)
 /* Take a slab a dead thread left behind. */
 static struct mki_slab *adopt_slab(struct mki_heap *h, unsigned cls)
 {
-	if (!atomic_load_explicit(&nr_abandoned_slabs, memory_order_relaxed) || !abandoned[cls])
+	if (!atomic_load_explicit(&nr_abandoned_slabs, memory_order_relaxed))
 		return NULL;
 	mki_lock(&abandoned_lock);
 	struct mki_slab *s = abandoned[cls];

@@ -584,3 +584,49 @@ void mk_pages_free(void *pages, unsigned order)
 			  order, (unsigned)pg->order);
 	mki_pages_free(pages, order);
 }
+
+/* ------------------------------------------------------------ invariants */
+
+/* Walk every chunk and free list and check the buddy system's invariants:
+ * (a) a free block is aligned to its size and its tail pages are unmarked,
+ * (b) no free block has a free buddy of the same order (it would have
+ *     merged), (c) the counts agree with the lists. 0 if all hold, else the
+ *     number of the broken rule. For tests and MEMKIT debugging. */
+int mki_page_check(void)
+{
+	int bad = 0;
+	size_t listed[MKI_ORDERS] = {0}, found[MKI_ORDERS] = {0};
+	mki_lock(&page_lock);
+	for (unsigned k = 0; k <= MKI_MAX_ORDER; k++)
+		for (struct mki_page *pg = free_area[k].lru.next; pg && pg != &free_area[k];
+		     pg = pg->lru.next)
+			listed[k]++;
+	for (struct mki_chunk *c = chunk_list; c && !bad; c = c->next) {
+		size_t free_pages = 0;
+		for (size_t i = 0; i < MKI_CHUNK_PAGES && !bad;) {
+			struct mki_page *pg = &c->pages[i];
+			if (pg->kind != MKI_PAGE_FREE) {
+				i++;
+				continue;
+			}
+			size_t n = (size_t)1 << pg->order;
+			if (i & (n - 1))
+				bad = 1;
+			for (size_t j = 1; j < n && !bad; j++)
+				if (pg[j].kind != MKI_PAGE_NONE)
+					bad = 1;
+			if (pg->order < MKI_MAX_ORDER && is_free_head(&c->pages[i ^ n], pg->order))
+				bad = 2;
+			found[pg->order]++;
+			free_pages += n;
+			i += n;
+		}
+		if (!bad && free_pages != c->free_pages)
+			bad = 3;
+	}
+	for (unsigned k = 0; k <= MKI_MAX_ORDER && !bad; k++)
+		if (listed[k] != nr_free[k] || found[k] != nr_free[k])
+			bad = 3;
+	mki_unlock(&page_lock);
+	return bad;
+}

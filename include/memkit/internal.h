@@ -200,6 +200,8 @@ size_t mki_page_purge(bool force);
 /* cheap: at most every few ms, called from slow paths */
 void mki_page_maybe_purge(void);
 void mki_page_stats(struct mk_stats *st);
+/* 0 if the buddy system's invariants hold, else which one broke */
+int mki_page_check(void);
 void mki_page_fork_prepare(void);
 void mki_page_fork_parent(void);
 void mki_page_fork_child(void);

@@ -1,0 +1,187 @@
+/* test-api.c - the malloc family through the mk_ API: glibc's documented
+ * semantics, every size path (slab classes, page runs, large mappings),
+ * alignment, realloc in place and moving, errno on failure. */
+#include <errno.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <string.h>
+#include "memkit.h"
+#include "check.h"
+
+static const size_t sizes[] = {0,     1,     8,	     15,     16,     17,      100,    1000,
+			       1024,  1025,  4095,   4096,   5000,   16384,   32768,  32769,
+			       65536, 70000, 131071, 131072, 200000, 1 << 20, 5 << 20};
+#define NSIZES (sizeof(sizes) / sizeof(sizes[0]))
+
+static void fill(unsigned char *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (unsigned char)(i * 31 + seed);
+}
+
+static int verify(const unsigned char *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != (unsigned char)(i * 31 + seed))
+			return 0;
+	return 1;
+}
+
+static void test_sizes(void)
+{
+	void *p[NSIZES];
+	for (size_t i = 0; i < NSIZES; i++) {
+		p[i] = mk_malloc(sizes[i]);
+		CHECK(p[i] != NULL);
+		CHECK(((uintptr_t)p[i] & 15) == 0);
+		CHECK(mk_malloc_usable_size(p[i]) >= sizes[i]);
+		fill(p[i], sizes[i], (unsigned)i);
+	}
+	for (size_t i = 0; i < NSIZES; i++) {
+		CHECK(verify(p[i], sizes[i], (unsigned)i));
+		mk_free(p[i]);
+	}
+}
+
+static void test_malloc_zero_unique(void)
+{
+	void *a = mk_malloc(0), *b = mk_malloc(0);
+	CHECK(a && b && a != b);
+	mk_free(a);
+	mk_free(b);
+	mk_free(NULL);
+}
+
+static void test_calloc(void)
+{
+	for (size_t i = 0; i < NSIZES; i++) { /* dirty the memory first */
+		unsigned char *d = mk_malloc(sizes[i]);
+		memset(d, 0xAB, sizes[i]);
+		mk_free(d);
+		unsigned char *z = mk_calloc(1, sizes[i]);
+		CHECK(z != NULL);
+		int zero = 1;
+		for (size_t k = 0; k < sizes[i]; k++)
+			zero &= z[k] == 0;
+		CHECK(zero);
+		mk_free(z);
+	}
+	errno = 0;
+	CHECK(mk_calloc(SIZE_MAX / 2, 3) == NULL && errno == ENOMEM);
+	errno = 0;
+	CHECK(mk_malloc(SIZE_MAX - 10) == NULL && errno == ENOMEM);
+	errno = 0;
+	CHECK(mk_reallocarray(NULL, SIZE_MAX / 4, 8) == NULL && errno == ENOMEM);
+}
+
+static void test_realloc(void)
+{
+	unsigned char *p = NULL;
+	size_t have = 0;
+	for (size_t i = 1; i < NSIZES; i++) { /* grow through every path */
+		p = mk_realloc(p, sizes[i]);
+		CHECK(p != NULL);
+		CHECK(verify(p, have, 7));
+		fill(p, sizes[i], 7);
+		have = sizes[i];
+	}
+	for (size_t i = NSIZES - 1; i > 1; i--) { /* and shrink back */
+		p = mk_realloc(p, sizes[i - 1]);
+		CHECK(p != NULL && verify(p, sizes[i - 1], 7));
+	}
+	CHECK(mk_realloc(p, 0) == NULL); /* glibc: frees, returns NULL */
+	/* a run grows in place when the pages after it are free */
+	void *hold = mk_malloc(40000);
+	unsigned char *r = mk_malloc(40000);
+	fill(r, 40000, 3);
+	unsigned char *r2 = mk_realloc(r, 60000);
+	CHECK(r2 != NULL && verify(r2, 40000, 3));
+	mk_free(r2);
+	mk_free(hold);
+	/* failure leaves the old block intact */
+	unsigned char *k = mk_malloc(100);
+	fill(k, 100, 9);
+	errno = 0;
+	CHECK(mk_realloc(k, SIZE_MAX - 4096) == NULL && errno == ENOMEM);
+	CHECK(verify(k, 100, 9));
+	mk_free(k);
+}
+
+static void test_alignment(void)
+{
+	static const size_t aligns[] = {8, 16, 32, 64, 128, 256, 4096, 8192, 65536, 1 << 21};
+	for (size_t a = 0; a < sizeof(aligns) / sizeof(aligns[0]); a++)
+		for (size_t i = 0; i < NSIZES; i++) {
+			void *p = NULL;
+			CHECK(mk_posix_memalign(&p, aligns[a], sizes[i]) == 0);
+			CHECK(p && ((uintptr_t)p & (aligns[a] - 1)) == 0);
+			CHECK(mk_malloc_usable_size(p) >= sizes[i]);
+			memset(p, 1, sizes[i]);
+			mk_free(p);
+			p = mk_aligned_alloc(aligns[a], sizes[i]);
+			CHECK(p && ((uintptr_t)p & (aligns[a] - 1)) == 0);
+			mk_free(p);
+		}
+	void *untouched = (void *)0x1234;
+	CHECK(mk_posix_memalign(&untouched, 24, 10) == EINVAL && untouched == (void *)0x1234);
+	CHECK(mk_posix_memalign(&untouched, 4, 10) == EINVAL); /* not a multiple of void* */
+	errno = 0;
+	CHECK(mk_aligned_alloc(65, 64) == NULL && errno == EINVAL);
+	errno = 0;
+	CHECK(mk_memalign(48, 100) == NULL && errno == EINVAL);
+	void *v = mk_valloc(10);
+	CHECK(v && ((uintptr_t)v & 4095) == 0);
+	mk_free(v);
+	void *pv = mk_pvalloc(5000);
+	CHECK(pv && ((uintptr_t)pv & 4095) == 0 && mk_malloc_usable_size(pv) >= 8192);
+	mk_free(pv);
+}
+
+static void test_mallopt_threshold(void)
+{
+	CHECK(mk_mallopt(M_MMAP_THRESHOLD, 64 * 1024) == 1);
+	struct mk_stats st;
+	void *p = mk_malloc(100 * 1024);
+	CHECK(mk_stats_get(&st) == 0);
+	CHECK(st.mmap_threshold == 64 * 1024);
+	CHECK(st.large_live >= 1);
+	mk_free(p);
+	CHECK(mk_mallopt(M_MMAP_THRESHOLD, 128 * 1024) == 1);
+	CHECK(mk_mallopt(12345, 1) == 0);
+}
+
+static void test_free_keeps_errno(void)
+{
+	void *a = mk_malloc(10), *b = mk_malloc(1 << 20);
+	errno = 42;
+	mk_free(a);
+	mk_free(b);
+	CHECK(errno == 42);
+}
+
+static void test_trim(void)
+{
+	void *p[2000];
+	for (int i = 0; i < 2000; i++)
+		p[i] = mk_malloc(3000);
+	for (int i = 0; i < 2000; i++)
+		mk_free(p[i]);
+	mk_malloc_trim(0);
+	struct mk_stats st;
+	CHECK(mk_stats_get(&st) == 0);
+	/* after trim every free page is purged (not resident) */
+	CHECK(st.buddy_free_bytes == st.buddy_purged_bytes);
+}
+
+int main(void)
+{
+	test_sizes();
+	test_malloc_zero_unique();
+	test_calloc();
+	test_realloc();
+	test_alignment();
+	test_mallopt_threshold();
+	test_free_keeps_errno();
+	test_trim();
+	return check_done("test-api");
+}

@@ -1,0 +1,128 @@
+/* test-buddy.c - the buddy system through mk_pages_alloc/mk_pages_free:
+ * every order, blocks aligned to their size, splits that leave one free
+ * buddy per order, and frees in any order merging back to whole chunks. */
+#include <stdint.h>
+#include <string.h>
+#include "memkit/internal.h"
+#include "check.h"
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void stats(struct mk_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	mki_page_stats(st);
+}
+
+/* all free memory is in whole chunks: everything merged */
+static int all_merged(void)
+{
+	struct mk_stats st;
+	stats(&st);
+	for (int k = 0; k < MKI_MAX_ORDER; k++)
+		if (st.buddy_free_blocks[k])
+			return 0;
+	return 1;
+}
+
+static void test_every_order(void)
+{
+	for (unsigned k = 0; k <= MKI_MAX_ORDER; k++) {
+		char *p = mk_pages_alloc(k);
+		size_t bytes = (size_t)4096 << k;
+		CHECK(p != NULL);
+		CHECK(((uintptr_t)p & (bytes - 1)) == 0);
+		memset(p, 0x5A, bytes);
+		CHECK(mki_page_check() == 0);
+		mk_pages_free(p, k);
+	}
+	CHECK(mk_pages_alloc(MKI_MAX_ORDER + 1) == NULL);
+	CHECK(mki_page_check() == 0);
+	CHECK(all_merged());
+}
+
+/* One order-0 page taken from a fresh chunk splits it 10 times: one free
+ * block of each order 0..9 remains, as the kernel's expand() leaves them;
+ * freeing the page merges everything back into the order-10 block. */
+static void test_split_leaves_one_per_order(void)
+{
+	struct mk_stats st;
+	mk_malloc_trim(0); /* nothing else uses pages here: no chunk is left */
+	stats(&st);
+	CHECK(st.chunks == 0);
+	void *p = mk_pages_alloc(0);
+	stats(&st);
+	CHECK(st.chunks == 1);
+	for (int k = 0; k < MKI_MAX_ORDER; k++)
+		CHECK(st.buddy_free_blocks[k] == 1);
+	CHECK(st.buddy_free_blocks[MKI_MAX_ORDER] == 0);
+	mk_pages_free(p, 0);
+	stats(&st);
+	CHECK(all_merged() && st.buddy_free_blocks[MKI_MAX_ORDER] == 1);
+	CHECK(mki_page_check() == 0);
+}
+
+static void test_random_merge(void)
+{
+	enum { N = 3000 };
+	static void *blocks[N];
+	static unsigned orders[N];
+	uint64_t seed = 12345;
+	for (int round = 0; round < 4; round++) {
+		for (int i = 0; i < N; i++) {
+			orders[i] = (unsigned)(rnd(&seed) % 6);
+			blocks[i] = mk_pages_alloc(orders[i]);
+			CHECK(blocks[i] != NULL);
+			*(int *)blocks[i] = i;
+		}
+		CHECK(mki_page_check() == 0);
+		for (int i = N - 1; i > 0; i--) { /* shuffle, then free */
+			int j = (int)(rnd(&seed) % (uint64_t)(i + 1));
+			void *tb = blocks[i];
+			unsigned to = orders[i];
+			blocks[i] = blocks[j], orders[i] = orders[j];
+			blocks[j] = tb, orders[j] = to;
+		}
+		for (int i = 0; i < N; i++) {
+			mk_pages_free(blocks[i], orders[i]);
+			if (i % 500 == 0)
+				CHECK(mki_page_check() == 0);
+		}
+		CHECK(mki_page_check() == 0);
+		CHECK(all_merged());
+	}
+}
+
+/* Free chunks go back to the OS: after a trim no free chunk stays mapped
+ * or resident. */
+static void test_trim_releases_chunks(void)
+{
+	void *p[40];
+	for (int i = 0; i < 40; i++) {
+		p[i] = mk_pages_alloc(MKI_MAX_ORDER);
+		memset(p[i], 1, MKI_CHUNK_SIZE);
+	}
+	for (int i = 0; i < 40; i++)
+		mk_pages_free(p[i], MKI_MAX_ORDER);
+	mk_malloc_trim(0);
+	struct mk_stats st;
+	stats(&st);
+	CHECK(st.buddy_free_blocks[MKI_MAX_ORDER] == 0);
+	CHECK(st.buddy_free_bytes == st.buddy_purged_bytes);
+}
+
+int main(void)
+{
+	mki_init();
+	test_every_order();
+	test_split_leaves_one_per_order();
+	test_random_merge();
+	test_trim_releases_chunks();
+	return check_done("test-buddy");
+}

@@ -1,0 +1,110 @@
+/* test-slab.c - slab object caches: constructed objects come out of the
+ * cache, slabs move between partial, full and empty, shrink gives empty
+ * slabs back to the buddy system with their destructors run, and the size
+ * class table keeps its promises. */
+#include <stdint.h>
+#include <string.h>
+#include "memkit/internal.h"
+#include "check.h"
+
+struct obj {
+	uint64_t magic;
+	char name[40];
+};
+
+static int constructed, destroyed;
+
+static void ctor(void *p)
+{
+	struct obj *o = p;
+	o->magic = 0xC0FFEE;
+	constructed++;
+}
+
+static void dtor(void *p)
+{
+	struct obj *o = p;
+	if (o->magic == 0xC0FFEE)
+		destroyed++;
+}
+
+static void test_cache_lists(void)
+{
+	mk_cache_t *c = mk_cache_create("test_obj", sizeof(struct obj), 8, ctor, dtor);
+	CHECK(c != NULL);
+	struct mk_cache_info info;
+	CHECK(mk_cache_info(c, &info) == 0);
+	CHECK(info.slot_size >= sizeof(struct obj) && info.objects_per_slab >= 4);
+	unsigned per = info.objects_per_slab;
+	enum { N = 1000 };
+	static struct obj *o[N];
+	for (int i = 0; i < N; i++) {
+		o[i] = mk_cache_alloc(c);
+		CHECK(o[i] && o[i]->magic == 0xC0FFEE); /* constructed state */
+		memcpy(o[i]->name, "payload", 8);
+	}
+	CHECK(mk_cache_info(c, &info) == 0);
+	CHECK(info.active_objects == N);
+	CHECK(info.slabs_full == N / per);
+	CHECK(info.slabs_partial == (N % per ? 1u : 0u));
+	CHECK(constructed == (int)((info.slabs_full + info.slabs_partial) * per));
+	for (int i = 0; i < N; i++)
+		mk_cache_free(c, o[i]);
+	CHECK(mk_cache_info(c, &info) == 0);
+	CHECK(info.active_objects == 0 && info.slabs_full == 0 && info.slabs_partial == 0);
+	size_t empty = info.slabs_empty;
+	CHECK(empty == (N + per - 1) / per);
+	/* reuse: objects come back from an empty slab still constructed */
+	struct obj *again = mk_cache_alloc(c);
+	CHECK(again->magic == 0xC0FFEE);
+	mk_cache_free(c, again);
+	size_t pages = mk_cache_shrink(c);
+	CHECK(pages == (empty << info.slab_order));
+	CHECK(destroyed == (int)(empty * per));
+	CHECK(mki_page_check() == 0);
+	mk_cache_destroy(c);
+}
+
+static void test_cache_bad_args(void)
+{
+	CHECK(mk_cache_create("x", 0, 0, NULL, NULL) == NULL);
+	CHECK(mk_cache_create("x", 10, 3, NULL, NULL) == NULL);
+	mk_cache_t *c = mk_cache_create("aligned64", 100, 64, NULL, NULL);
+	for (int i = 0; i < 100; i++) {
+		void *p = mk_cache_alloc(c);
+		CHECK(((uintptr_t)p & 63) == 0);
+		mk_cache_free(c, p);
+	}
+	mk_cache_destroy(c);
+}
+
+static void test_size_classes(void)
+{
+	CHECK(mki_class_count > 8 && mki_class_count <= MKI_CLASSES_MAX);
+	for (unsigned c = 0; c < mki_class_count; c++) {
+		CHECK(mki_class_size[c] % 16 == 0);
+		if (c)
+			CHECK(mki_class_size[c] > mki_class_size[c - 1]);
+		/* the waste bound: the previous class + 1 byte rounds up to this one */
+		if (c && mki_class_size[c] > 128)
+			CHECK((mki_class_size[c] - mki_class_size[c - 1] - 1) * 4 <
+			      mki_class_size[c - 1] + 1);
+		size_t slab = (size_t)4096 << mki_class_order[c];
+		CHECK(slab / mki_class_size[c] >= 8);
+	}
+	CHECK(mki_class_size[mki_class_count - 1] == MKI_SLAB_MAX);
+	for (size_t size = 0; size <= MKI_SLAB_MAX; size += (size < 2048 ? 1 : 7)) {
+		unsigned c = mki_class_of(size);
+		CHECK(mki_class_size[c] >= size);
+		CHECK(c == 0 || mki_class_size[c - 1] < size);
+	}
+}
+
+int main(void)
+{
+	mki_init();
+	test_cache_lists();
+	test_cache_bad_args();
+	test_size_classes();
+	return check_done("test-slab");
+}
