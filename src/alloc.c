@@ -232,6 +232,8 @@ static MKI_COLD void bad_pointer(const char *what, const void *p, struct mki_pag
 
 static MKI_COLD void bad_slab_pointer(const char *what, struct mki_slab *s, const void *p)
 {
+	if ((uintptr_t)p & (MKI_ALIGN - 1))
+		mki_fatal("%s of invalid pointer %p (misaligned: no block starts there)", what, p);
 	if (s->cache)
 		mki_fatal("%s of invalid pointer %p (an object of cache '%s': use mk_cache_free)",
 			  what, p, mki_cache_name(s->cache));
@@ -298,8 +300,11 @@ static void free_block(void *p)
 		return;
 	}
 	int saved = errno; /* free never changes errno */
-	if (!mki_large_free(p))
+	if (!mki_large_free(p)) {
+		if (mki_large_was_freed(p))
+			mki_fatal("double free of %p", p);
 		bad_pointer("free", p, NULL);
+	}
 	errno = saved;
 }
 
@@ -351,10 +356,19 @@ static size_t usable_or_die(const void *p, const char *what, enum mki_ptr_kind *
 	*kind = mki_block_of(p, &start, &usable);
 	if (*kind == MKI_PTR_INVALID) {
 		struct mki_chunk *c = mki_chunk_of(p);
+		if (!c && mki_large_was_freed(p))
+			mki_fatal("%s of freed pointer %p", what, p);
 		bad_pointer(what, p, c ? mki_page_desc(c, p) : NULL);
 	}
+	if ((uintptr_t)p & (MKI_ALIGN - 1))
+		mki_fatal("%s of invalid pointer %p (misaligned: no block starts there)", what, p);
 	if (start != p)
 		mki_fatal("%s of interior pointer %p (block starts at %p)", what, p, start);
+	if (*kind == MKI_PTR_SLAB && ((const struct mki_block *)p)->tag == mki_free_tag(p)) {
+		struct mki_chunk *c = mki_chunk_of(p);
+		if (mki_slab_holds_free(mki_page_desc(c, p)->slab, p))
+			mki_fatal("%s of freed pointer %p", what, p);
+	}
 	return usable;
 }
 

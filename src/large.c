@@ -38,6 +38,10 @@ static size_t table_cap, table_used, table_live; /* used counts tombstones too *
 static size_t live_bytes;
 static struct cached_map cache[MKI_LARGE_CACHE];
 static size_t nr_cached;
+/* the last addresses freed, to tell a double free from a foreign pointer */
+#define RECENT 64
+static uintptr_t recent[RECENT];
+static unsigned recent_next;
 
 /* ------------------------------------------------------------ hash table */
 
@@ -187,6 +191,7 @@ bool mki_large_free(void *p)
 	}
 	size = e->size;
 	table_remove_locked(e);
+	recent[recent_next++ % RECENT] = (uintptr_t)p;
 	if (size <= MKI_LARGE_CACHE_MAX && mki_opt.decay_ms)
 		evicted = cache_put_locked(p, size);
 	else
@@ -198,6 +203,16 @@ bool mki_large_free(void *p)
 		mki_os_unmap(evicted.addr, evicted.size);
 	mki_page_maybe_purge();
 	return true;
+}
+
+bool mki_large_was_freed(const void *p)
+{
+	bool found = false;
+	mki_lock(&large_lock);
+	for (unsigned i = 0; i < RECENT && !found; i++)
+		found = recent[i] == (uintptr_t)p;
+	mki_unlock(&large_lock);
+	return found;
 }
 
 size_t mki_large_usable(const void *p)
