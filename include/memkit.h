@@ -66,11 +66,12 @@ MK_EXPORT void mk_pages_free(void *pages, unsigned order);
 /* ------------------------------------------------------------ slab caches */
 
 typedef struct mk_cache mk_cache_t;
+#define MK_CACHE_MAX_OBJECT (128u * 1024) /* larger objects: use mk_pages_alloc */
 typedef void (*mk_ctor_fn)(void *obj);
 typedef void (*mk_dtor_fn)(void *obj);
 
-/* A cache of equal objects of `size` bytes aligned to `align` (0: 16, or
- * a power of two up to 4096). ctor runs once when a slab is carved, dtor
+/* A cache of equal objects of `size` bytes (1 .. MK_CACHE_MAX_OBJECT)
+ * aligned to `align` (0: 16, or a power of two up to 4096). ctor runs once when a slab is carved, dtor
  * when the slab goes back to the buddy system: objects come out of
  * mk_cache_alloc in their constructed state and must go back in it. */
 MK_EXPORT mk_cache_t *mk_cache_create(const char *name, size_t size, size_t align, mk_ctor_fn ctor,

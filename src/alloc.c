@@ -243,7 +243,7 @@ static MKI_COLD void bad_slab_pointer(const char *what, struct mki_slab *s, cons
 	mki_fatal("%s of invalid pointer %p", what, p);
 }
 
-static inline void slab_free(struct mki_slab *s, void *p)
+static inline __attribute__((always_inline)) void slab_free(struct mki_slab *s, void *p)
 {
 	struct mki_block *b = p;
 	if (mki_unlikely(!mki_slab_is_slot_start(s, p) || !mki_slab_contains(s, p)))
@@ -288,7 +288,7 @@ static MKI_NOINLINE void free_not_slab(struct mki_chunk *c, struct mki_page *pg,
 	bad_pointer("free", p, pg);
 }
 
-static void free_block(void *p)
+static inline __attribute__((always_inline)) void free_block(void *p)
 {
 	struct mki_chunk *c = mki_chunk_of(p);
 	if (mki_likely(c != NULL)) {

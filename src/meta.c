@@ -32,6 +32,14 @@ static void *bump_alloc_locked(size_t size)
 		bump = region; /* the old tail is lost: at most 4 KiB per region */
 		bump_end = bump + META_REGION;
 	}
+	/* objects of a cache line or more start on one, so that a slab
+	 * descriptor's hot fields share a line and its remote-free line is
+	 * its own */
+	if (size >= 64) {
+		char *aligned = (char *)mki_align_up((uintptr_t)bump, 64);
+		if (aligned + size <= bump_end)
+			bump = aligned;
+	}
 	void *p = bump;
 	bump += size;
 	return p;

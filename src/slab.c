@@ -35,6 +35,7 @@ struct mki_slab *mki_slab_new(uint32_t size, unsigned order, uint8_t cls, struct
 	s->start = base;
 	s->size = size;
 	s->capacity = (uint32_t)(bytes / size);
+	s->span = s->capacity * size;
 	s->recip = (((uint64_t)1 << 40) + size - 1) / size;
 	s->order = (uint8_t)order;
 	s->cls = cls;
@@ -171,7 +172,7 @@ mk_cache_t *mk_cache_create(const char *name, size_t size, size_t align, mk_ctor
 	mki_init();
 	if (!align)
 		align = MKI_ALIGN;
-	if (!size || !mki_is_pow2(align) || align > MKI_PAGE_SIZE || size > (MKI_CHUNK_SIZE >> 2)) {
+	if (!size || !mki_is_pow2(align) || align > MKI_PAGE_SIZE || size > MK_CACHE_MAX_OBJECT) {
 		errno = EINVAL;
 		return NULL;
 	}

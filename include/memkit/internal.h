@@ -176,7 +176,8 @@ static inline struct mki_chunk *mki_chunk_of(const void *p)
 }
 static inline struct mki_page *mki_page_desc(struct mki_chunk *c, const void *p)
 {
-	return &c->pages[((uintptr_t)p - (uintptr_t)c->base) >> MKI_PAGE_SHIFT];
+	/* chunks are aligned to their size: no need to load c->base */
+	return &c->pages[((uintptr_t)p >> MKI_PAGE_SHIFT) & (MKI_CHUNK_PAGES - 1)];
 }
 static inline void *mki_page_addr(struct mki_chunk *c, struct mki_page *pg)
 {
@@ -232,23 +233,25 @@ struct mki_block {
 struct mki_heap;
 struct mk_cache;
 struct mki_slab {
+	/* first cache line: what the owner's fast paths read and write */
 	struct mki_block *free;		/* owner's free list */
-	uint32_t used;			/* slots handed out and not freed back to owner */
-	uint32_t capacity;		/* slots in the slab */
-	uint32_t size;			/* slot size */
-	uint32_t carved;		/* slots initialised so far (lazy carving) */
 	char *start;			/* first slot */
 	uint64_t recip;			/* ceil(2^40 / size): slot index by multiplication */
 	struct mki_heap *_Atomic owner; /* mki_heap_none: abandoned or cache-owned */
+	uint32_t used;			/* slots handed out and not freed back to owner */
+	uint32_t size;			/* slot size */
+	uint32_t capacity;		/* slots in the slab */
+	uint32_t carved;		/* slots initialised so far (lazy carving) */
+	uint32_t span;			/* capacity * size: bytes of slots */
 	struct mk_cache *cache;		/* object cache, or NULL for malloc */
-	_Atomic uintptr_t thread_free;	/* remote frees | MKI_TF_FULL */
-	struct mki_slab *next, *prev;	/* in its bin / cache list */
-	struct mki_slab *reclaim_next;	/* in its owner's reclaim stack */
-	_Atomic int in_reclaim;
 	uint8_t cls;
 	uint8_t order;
-	uint8_t state;	 /* MKI_SLAB_* */
-	uint8_t aligned; /* interior pointers were handed out (memalign) */
+	uint8_t state; /* MKI_SLAB_* */
+	/* second cache line: written by other threads */
+	_Atomic uintptr_t thread_free __attribute__((aligned(64))); /* remote frees | MKI_TF_FULL */
+	struct mki_slab *reclaim_next; /* in its owner's reclaim stack */
+	_Atomic int in_reclaim;
+	struct mki_slab *next, *prev; /* in its bin / cache list */
 };
 #define MKI_TF_FULL ((uintptr_t)1)
 enum { MKI_SLAB_PARTIAL = 0, MKI_SLAB_FULL, MKI_SLAB_ABANDONED, MKI_SLAB_CACHE };
@@ -273,10 +276,15 @@ static inline size_t mki_slab_index(const struct mki_slab *s, const void *p)
 {
 	return (size_t)((((uint64_t)((const char *)p - s->start)) * s->recip) >> 40);
 }
+/* p starts a slot iff the fraction of off/size, computed as off * recip in
+ * 40-bit fixed point, is below 2^22: for off < 2^22 (a slab is at most
+ * 4 MiB) and size <= 2^15, a multiple of size leaves at most off * (recip -
+ * 2^40/size) < 2^22 there, any other offset at least 2^40/size >= 2^25.
+ * One multiplication, and no load of size. */
 static inline bool mki_slab_is_slot_start(const struct mki_slab *s, const void *p)
 {
-	size_t off = (size_t)((const char *)p - s->start);
-	return mki_slab_index(s, p) * s->size == off;
+	uint64_t off = (uint64_t)((const char *)p - s->start);
+	return ((off * s->recip) & (((uint64_t)1 << 40) - 1)) < ((uint64_t)1 << 22);
 }
 static inline void *mki_slab_slot_of(const struct mki_slab *s, const void *p)
 {
@@ -285,7 +293,7 @@ static inline void *mki_slab_slot_of(const struct mki_slab *s, const void *p)
 /* p is in the slab's slot area (not the tail waste after the last slot) */
 static inline bool mki_slab_contains(const struct mki_slab *s, const void *p)
 {
-	return (size_t)((const char *)p - s->start) < (size_t)s->capacity * s->size;
+	return (size_t)((const char *)p - s->start) < s->span;
 }
 const char *mki_cache_name(const struct mk_cache *c);
 /* is p on one of the slab's free lists? O(slab): only to confirm a double free */
