@@ -101,7 +101,7 @@ static inline void *slab_pop(struct mki_heap *h, unsigned cls)
 	struct mki_block *b = s->free;
 	if (mki_unlikely(!b))
 		return mki_heap_alloc_slow(h, cls);
-	s->free = b->next;
+	s->free = mki_block_next(b);
 	s->used++;
 	b->tag = 0;
 	/* every 256 allocations of a class, see whether memory waits to go back */
@@ -148,6 +148,58 @@ static unsigned order_of_align(size_t align)
 	return k;
 }
 
+/* ------------------------------------------------------------ canaries
+ * The secure build (MKI_SECURE) asks for MKI_CANARY more bytes per slab
+ * block and stores the requested size in the slot's last 4 bytes, with the
+ * bytes between the block and that size filled with a canary derived from
+ * the process key and the address. free checks them: a write of even one
+ * byte past the block is reported. The default build compiles all of this
+ * away. */
+#ifdef MKI_SECURE
+#define MKI_CANARY 5
+
+static unsigned char canary_byte(const void *slot)
+{
+	return (unsigned char)(((mki_free_key ^ (uintptr_t)slot) >> 8) | 1);
+}
+
+static inline void *canary_arm(void *p, size_t size, size_t slot)
+{
+	if (!p)
+		return p;
+	uint32_t n = (uint32_t)size;
+	memcpy((char *)p + slot - 4, &n, 4);
+	memset((char *)p + size, canary_byte(p), slot - 4 - size);
+	return p;
+}
+
+static uint32_t canary_size(const struct mki_slab *s, const void *p)
+{
+	uint32_t n;
+	memcpy(&n, (const char *)p + s->size - 4, 4);
+	return n;
+}
+
+static MKI_NOINLINE void canary_check(const struct mki_slab *s, const void *p)
+{
+	uint32_t n = canary_size(s, p);
+	const unsigned char *c = p, want = canary_byte(p);
+	if (n > s->size - MKI_CANARY)
+		mki_fatal("heap overflow: the size word of block %p was overwritten", p);
+	for (size_t i = n; i < s->size - 4; i++)
+		if (c[i] != want)
+			mki_fatal("heap overflow: %zu bytes past the %u-byte block %p were written",
+				  i - n + 1, n, p);
+}
+#else
+#define MKI_CANARY 0
+static inline void *canary_arm(void *p, size_t size, size_t slot)
+{
+	(void)size, (void)slot;
+	return p;
+}
+#endif
+
 /* Everything but the small fast path: any size, any power-of-two align. */
 static MKI_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero)
 {
@@ -161,13 +213,14 @@ static MKI_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero)
 		}
 		return mki_large_alloc(size ? size : 1, align, zero);
 	}
-	if (size <= MKI_SLAB_MAX && align <= MKI_PAGE_SIZE) {
-		unsigned cls = align <= MKI_ALIGN ? mki_class_of(size) : class_aligned(size, align);
+	size_t need = size + MKI_CANARY;
+	if (need <= MKI_SLAB_MAX && align <= MKI_PAGE_SIZE) {
+		unsigned cls = align <= MKI_ALIGN ? mki_class_of(need) : class_aligned(need, align);
 		if (mki_class_size[cls] <= MKI_SLAB_MAX) {
-			p = alloc_class(size, cls);
+			p = alloc_class(need, cls);
 			if (p && zero)
 				memset(p, 0, size);
-			return p;
+			return canary_arm(p, size, mki_class_size[cls]);
 		}
 	}
 	size_t npages = mki_align_up(size ? size : 1, MKI_PAGE_SIZE) >> MKI_PAGE_SHIFT;
@@ -188,9 +241,10 @@ static inline void leak_note_alloc(void *p, size_t size)
 void *mki_malloc(size_t size)
 {
 	void *p;
-	if (mki_likely(size <= MKI_SMALL_MAX))
-		p = alloc_class(size, mki_class_of_small_size(size));
-	else
+	if (mki_likely(size <= MKI_SMALL_MAX - MKI_CANARY)) {
+		unsigned cls = mki_class_of_small_size(size + MKI_CANARY);
+		p = canary_arm(alloc_class(size + MKI_CANARY, cls), size, mki_class_size[cls]);
+	} else
 		p = alloc_generic(size, MKI_ALIGN, false);
 	leak_note_alloc(p, size);
 	return p;
@@ -250,9 +304,12 @@ static inline __attribute__((always_inline)) void slab_free(struct mki_slab *s, 
 		bad_slab_pointer("free", s, p);
 	if (mki_unlikely(b->tag == mki_free_tag(b)))
 		double_free_check(s, p);
+#ifdef MKI_SECURE
+	canary_check(s, p);
+#endif
 	struct mki_heap *h = mki_tls_heap;
 	if (mki_likely(atomic_load_explicit(&s->owner, memory_order_relaxed) == h)) {
-		b->next = s->free;
+		mki_block_set_next(b, s->free);
 		b->tag = mki_free_tag(b);
 		s->free = b;
 		h->frees[s->cls]++;
@@ -369,6 +426,10 @@ static size_t usable_or_die(const void *p, const char *what, enum mki_ptr_kind *
 		if (mki_slab_holds_free(mki_page_desc(c, p)->slab, p))
 			mki_fatal("%s of freed pointer %p", what, p);
 	}
+#ifdef MKI_SECURE
+	if (*kind == MKI_PTR_SLAB) /* the size asked for: past it is the canary */
+		return canary_size(mki_page_desc(mki_chunk_of(p), p)->slab, p);
+#endif
 	return usable;
 }
 
@@ -411,7 +472,12 @@ static void *realloc_large(void *p, size_t usable, size_t size)
 {
 	if (size < mki_opt.mmap_threshold / 2)
 		return realloc_move(p, usable, size);
-	return mki_large_realloc(p, size);
+	void *q = mki_large_realloc(p, size);
+#ifdef MKI_SECURE
+	if (!q) /* guarded mappings are not moved by mremap */
+		q = realloc_move(p, usable, size);
+#endif
+	return q;
 }
 
 void *mki_realloc(void *p, size_t size)
@@ -432,9 +498,12 @@ void *mki_realloc(void *p, size_t size)
 	}
 	if (leak) /* before p can be freed and handed to another thread */
 		mki_leak_on_free(p);
-	if (kind == MKI_PTR_SLAB && size <= usable && size > usable / 2)
+	if (kind == MKI_PTR_SLAB && size <= usable && size > usable / 2) {
 		q = p; /* fits, and not so much smaller that it should move */
-	else if (kind == MKI_PTR_SLAB)
+#ifdef MKI_SECURE
+		canary_arm(p, size, mki_page_desc(mki_chunk_of(p), p)->slab->size);
+#endif
+	} else if (kind == MKI_PTR_SLAB)
 		q = realloc_move(p, usable, size);
 	else if (kind == MKI_PTR_RUN)
 		q = realloc_run(p, usable, size);

@@ -144,23 +144,68 @@ static struct cached_map cache_put_locked(void *addr, size_t size)
 	return out;
 }
 
+/* ------------------------------------------------------------ mappings
+ * The secure build puts a PROT_NONE page before and after each large block,
+ * and places a block that needs no more than 16-byte alignment against the
+ * guard after it, as Electric Fence does: running off the end by one byte
+ * faults. It keeps no reuse cache: a freed block is unmapped at once. */
+
+#ifdef MKI_SECURE
+#define GUARD MKI_PAGE_SIZE
+#else
+#define GUARD 0
+#endif
+
+static int large_map(size_t size, size_t align, void **out)
+{
+	size_t page_align = align < MKI_PAGE_SIZE ? MKI_PAGE_SIZE : align;
+	if (!GUARD)
+		return mki_os_map(size, page_align, out);
+	size_t tail = size & (MKI_PAGE_SIZE - 1); /* slack left before the guard */
+	size = mki_align_up(size, MKI_PAGE_SIZE);
+	size_t extra = page_align > MKI_PAGE_SIZE ? page_align : 0;
+	size_t total = size + 2 * GUARD + extra;
+	char *base;
+	int err = mki_os_map(total, MKI_PAGE_SIZE, (void **)&base);
+	if (err)
+		return err;
+	char *p = (char *)mki_align_up((uintptr_t)base + GUARD, page_align);
+	char *lo = p - GUARD, *hi = p + size + GUARD;
+	if (lo > base)
+		mki_os_unmap(base, (size_t)(lo - base));
+	if (base + total > hi)
+		mki_os_unmap(hi, (size_t)(base + total - hi));
+	mki_os_protect(lo, GUARD, false);
+	mki_os_protect(p + size, GUARD, false);
+	if (tail && align <= MKI_ALIGN)
+		p += MKI_PAGE_SIZE - tail;
+	*out = p;
+	return 0;
+}
+
+/* size: what large_map was given for this p */
+static void large_unmap(void *p, size_t size)
+{
+	uintptr_t head = (uintptr_t)p & ~(uintptr_t)(MKI_PAGE_SIZE - 1);
+	size_t span = mki_align_up((uintptr_t)p + size - head, MKI_PAGE_SIZE);
+	mki_os_unmap((char *)head - GUARD, span + 2 * GUARD);
+}
+
 /* ------------------------------------------------------------ blocks */
 
 void *mki_large_alloc(size_t size, size_t align, bool zero)
 {
-	size_t mapped = mki_align_up(size, MKI_PAGE_SIZE);
+	size_t mapped = GUARD ? mki_align_up(size, MKI_ALIGN) : mki_align_up(size, MKI_PAGE_SIZE);
 	void *p = NULL;
 	bool reused;
 	if (mapped < size || align > MKI_CHUNK_SIZE * 64) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (align < MKI_PAGE_SIZE)
-		align = MKI_PAGE_SIZE;
 	mki_lock(&large_lock);
 	reused = cache_take_locked(mapped, align, &p, &mapped);
 	mki_unlock(&large_lock);
-	if (!reused && mki_os_map(mapped, align, &p)) {
+	if (!reused && large_map(mapped, align, &p)) {
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -168,7 +213,7 @@ void *mki_large_alloc(size_t size, size_t align, bool zero)
 	int err = table_insert_locked((uintptr_t)p, mapped);
 	mki_unlock(&large_lock);
 	if (err) {
-		mki_os_unmap(p, mapped);
+		large_unmap(p, mapped);
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -192,15 +237,15 @@ bool mki_large_free(void *p)
 	size = e->size;
 	table_remove_locked(e);
 	recent[recent_next++ % RECENT] = (uintptr_t)p;
-	if (size <= MKI_LARGE_CACHE_MAX && mki_opt.decay_ms)
+	if (size <= MKI_LARGE_CACHE_MAX && mki_opt.decay_ms && !GUARD)
 		evicted = cache_put_locked(p, size);
 	else
 		unmap_now = true;
 	mki_unlock(&large_lock);
 	if (unmap_now)
-		mki_os_unmap(p, size);
+		large_unmap(p, size);
 	if (evicted.size)
-		mki_os_unmap(evicted.addr, evicted.size);
+		large_unmap(evicted.addr, evicted.size);
 	mki_page_maybe_purge();
 	return true;
 }
@@ -237,6 +282,8 @@ void *mki_large_realloc(void *p, size_t size)
 		return NULL;
 	if (want <= have && want >= have / 2)
 		return p; /* shrinking by less than half: keep the mapping */
+	if (GUARD)
+		return NULL; /* mremap would move the guard pages along: the caller copies */
 	void *q;
 	if (mki_os_remap(p, have, want, true, &q)) {
 		errno = ENOMEM;
@@ -268,7 +315,7 @@ size_t mki_large_purge(bool force)
 	}
 	mki_unlock(&large_lock);
 	for (size_t i = 0; i < n; i++) {
-		mki_os_unmap(out[i].addr, out[i].size);
+		large_unmap(out[i].addr, out[i].size);
 		bytes += out[i].size;
 	}
 	return bytes;

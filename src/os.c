@@ -113,6 +113,13 @@ int mki_os_remap(void *addr, size_t old_size, size_t new_size, bool may_move, vo
 	return 0;
 }
 
+int mki_os_protect(void *addr, size_t size, bool accessible)
+{
+	if (mprotect(addr, size, accessible ? PROT_READ | PROT_WRITE : PROT_NONE))
+		return errno;
+	return 0;
+}
+
 size_t mki_os_resident_bytes(void)
 {
 	char buf[128];

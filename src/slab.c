@@ -32,6 +32,14 @@ struct mki_slab *mki_slab_new(uint32_t size, unsigned order, uint8_t cls, struct
 		return NULL;
 	}
 	size_t bytes = (size_t)1 << (order + MKI_PAGE_SHIFT);
+#ifdef MKI_SECURE
+	/* a guard page ends every slab: an overflow off its last slot faults
+	 * instead of landing in the next slab */
+	if (owner != &mki_heap_none) { /* malloc slabs; caches keep small slabs */
+		bytes -= MKI_PAGE_SIZE;
+		mki_os_protect(base + bytes, MKI_PAGE_SIZE, false);
+	}
+#endif
 	s->start = base;
 	s->size = size;
 	s->capacity = (uint32_t)(bytes / size);
@@ -49,9 +57,37 @@ struct mki_slab *mki_slab_new(uint32_t size, unsigned order, uint8_t cls, struct
 
 void mki_slab_delete(struct mki_slab *s)
 {
+#ifdef MKI_SECURE
+	size_t bytes = (size_t)1 << (s->order + MKI_PAGE_SHIFT);
+	if (!s->cache)
+		mki_os_protect(s->start + bytes - MKI_PAGE_SIZE, MKI_PAGE_SIZE, true);
+#endif
 	mki_pages_free(s->start, s->order);
 	mki_meta_free(s, sizeof(*s));
 }
+
+#ifdef MKI_SECURE
+/* The secure build hands slots out in random order (Fisher-Yates over the
+ * new slots), so an overflow cannot count on what lies next to its block. */
+static void link_shuffled(struct mki_slab *s, char *first, uint32_t n)
+{
+	uint16_t order[MKI_PAGE_SIZE / MKI_ALIGN];
+	uint64_t x = mki_free_key ^ (uintptr_t)first ^ ((uint64_t)s->carved << 32);
+	for (uint32_t i = 0; i < n; i++)
+		order[i] = (uint16_t)i;
+	for (uint32_t i = n - 1; i > 0; i--) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		uint32_t j = (uint32_t)(x % (i + 1));
+		uint16_t t = order[i];
+		order[i] = order[j], order[j] = t;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		struct mki_block *b = (struct mki_block *)(first + (size_t)order[i] * s->size);
+		mki_block_set_next(b, s->free);
+		s->free = b;
+	}
+}
+#endif
 
 /* Link the next page's worth of slots (at least one) into the free list, in
  * address order so that consecutive mallocs return neighbouring memory. */
@@ -65,14 +101,18 @@ bool mki_slab_extend(struct mki_slab *s)
 	if (n > s->capacity - s->carved)
 		n = s->capacity - s->carved;
 	char *first = s->start + (size_t)s->carved * s->size;
+#ifdef MKI_SECURE
+	link_shuffled(s, first, n);
+#else
 	struct mki_block *b = (struct mki_block *)first;
 	for (uint32_t i = 1; i < n; i++) {
 		struct mki_block *next = (struct mki_block *)((char *)b + s->size);
-		b->next = next;
+		mki_block_set_next(b, next);
 		b = next;
 	}
-	b->next = s->free;
+	mki_block_set_next(b, s->free);
 	s->free = (struct mki_block *)first;
+#endif
 	s->carved += n;
 	return true;
 }
@@ -88,12 +128,12 @@ uint32_t mki_slab_collect(struct mki_slab *s)
 	struct mki_block *list = (struct mki_block *)(tf & ~MKI_TF_FULL);
 	uint32_t n = 0;
 	struct mki_block *last = NULL;
-	for (struct mki_block *b = list; b; b = b->next) {
+	for (struct mki_block *b = list; b; b = mki_block_next(b)) {
 		last = b;
 		n++;
 	}
 	if (last) {
-		last->next = s->free;
+		mki_block_set_next(last, s->free);
 		s->free = list;
 	}
 	s->used -= n;
@@ -109,11 +149,12 @@ bool mki_slab_try_mark_full(struct mki_slab *s)
 
 bool mki_slab_holds_free(struct mki_slab *s, const void *p)
 {
-	for (struct mki_block *b = s->free; b; b = b->next)
+	for (struct mki_block *b = s->free; b; b = mki_block_next(b))
 		if (b == p)
 			return true;
 	uintptr_t tf = atomic_load_explicit(&s->thread_free, memory_order_acquire);
-	for (struct mki_block *b = (struct mki_block *)(tf & ~MKI_TF_FULL); b; b = b->next)
+	for (struct mki_block *b = (struct mki_block *)(tf & ~MKI_TF_FULL); b;
+	     b = mki_block_next(b))
 		if (b == p)
 			return true;
 	return false;

@@ -102,6 +102,7 @@ size_t mki_clamp_threshold(size_t v);
 int mki_os_map(size_t size, size_t align, void **out);
 int mki_os_unmap(void *addr, size_t size);
 int mki_os_purge(void *addr, size_t size); /* give the pages back, keep the range */
+int mki_os_protect(void *addr, size_t size, bool accessible); /* guard pages */
 int mki_os_remap(void *addr, size_t old_size, size_t new_size, bool may_move, void **out);
 size_t mki_os_resident_bytes(void); /* this process's RSS, from /proc/self/statm */
 struct mki_os_counters {
@@ -261,6 +262,30 @@ static inline uintptr_t mki_free_tag(const void *b)
 {
 	return mki_free_key ^ (uintptr_t)b;
 }
+
+/* Free-list links. The secure build (MKI_SECURE, libmemkit-secure.so)
+ * stores them encoded with the process key and the slot's own address, so a
+ * use-after-free write cannot steer malloc to an address of its choosing. */
+#ifdef MKI_SECURE
+#define MKI_LINK_KEY (mki_free_key * 0x9E3779B97F4A7C15ull)
+static inline struct mki_block *mki_block_next(const struct mki_block *b)
+{
+	return (struct mki_block *)((uintptr_t)b->next ^ MKI_LINK_KEY ^ ((uintptr_t)b >> 4));
+}
+static inline void mki_block_set_next(struct mki_block *b, struct mki_block *next)
+{
+	b->next = (struct mki_block *)((uintptr_t)next ^ MKI_LINK_KEY ^ ((uintptr_t)b >> 4));
+}
+#else
+static inline struct mki_block *mki_block_next(const struct mki_block *b)
+{
+	return b->next;
+}
+static inline void mki_block_set_next(struct mki_block *b, struct mki_block *next)
+{
+	b->next = next;
+}
+#endif
 
 /* a slab over a fresh buddy block; NULL + ENOMEM */
 struct mki_slab *mki_slab_new(uint32_t size, unsigned order, uint8_t cls, struct mki_heap *owner);
