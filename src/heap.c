@@ -137,7 +137,7 @@ void mki_heap_free_remote(struct mki_slab *s, void *p)
 	uintptr_t old = atomic_load_explicit(&s->thread_free, memory_order_relaxed);
 	b->tag = mki_free_tag(b);
 	do
-		b->next = (struct mki_block *)(old & ~MKI_TF_FULL);
+		mki_block_set_next(b, (struct mki_block *)(old & ~MKI_TF_FULL));
 	while (!atomic_compare_exchange_weak_explicit(&s->thread_free, &old, (uintptr_t)b,
 						      memory_order_release, memory_order_relaxed));
 	if (old & MKI_TF_FULL)
@@ -358,7 +358,7 @@ void *mki_heap_alloc_slow(struct mki_heap *h, unsigned cls)
 		return NULL;
 	}
 	struct mki_block *b = s->free;
-	s->free = b->next;
+	s->free = mki_block_next(b);
 	s->used++;
 	b->tag = 0;
 	h->allocs[cls]++;
@@ -417,30 +417,26 @@ void mki_heap_stats(struct mk_stats *st)
 
 void mki_heap_fork_prepare(void)
 {
-	mki_lock(&heaps_lock);
-	mki_lock(&abandoned_lock);
+	mki_lock_before_fork(&heaps_lock);
+	mki_lock_before_fork(&abandoned_lock);
 }
 
 void mki_heap_fork_parent(void)
 {
-	mki_unlock(&abandoned_lock);
-	mki_unlock(&heaps_lock);
+	mki_unlock_after_fork(&abandoned_lock);
+	mki_unlock_after_fork(&heaps_lock);
 }
 
-/* In the child only this thread exists: the other threads' heaps are
- * abandoned so their memory can be adopted instead of stranded. */
+/* In the child only this thread exists. The other threads' heaps may have
+ * been caught halfway through a list update (their fast paths take no
+ * lock), so they are left alone rather than walked: their memory is lost to
+ * the child, which stays correct. */
 void mki_heap_fork_child(void)
 {
 	mki_lock_reset(&abandoned_lock);
 	mki_lock_reset(&heaps_lock);
-	mki_lock(&heaps_lock);
-	for (struct mki_heap *h = all_heaps; h; h = h->next_heap) {
-		if (h == mki_tls_heap)
-			h->tid = (pid_t)syscall(SYS_gettid);
-		else if (!h->dead)
-			heap_abandon_locked(h);
-	}
-	mki_unlock(&heaps_lock);
+	if (mki_tls_heap)
+		mki_tls_heap->tid = (pid_t)syscall(SYS_gettid);
 }
 
 /* malloc_trim: this thread's own empty current slabs go back too. */

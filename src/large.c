@@ -338,12 +338,12 @@ void mki_large_stats(struct mk_stats *st)
 
 void mki_large_fork_prepare(void)
 {
-	mki_lock(&large_lock);
+	mki_lock_before_fork(&large_lock);
 }
 
 void mki_large_fork_parent(void)
 {
-	mki_unlock(&large_lock);
+	mki_unlock_after_fork(&large_lock);
 }
 
 void mki_large_fork_child(void)

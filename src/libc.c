@@ -331,11 +331,39 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/* an address unique to the calling thread */
+static const void *self(void)
+{
+	static __thread char me __attribute__((tls_model("initial-exec")));
+	return &me;
+}
+
 bool mki_trylock(mki_lock_t *l)
 {
 	int expect = 0;
-	return atomic_compare_exchange_strong_explicit(&l->state, &expect, 1, memory_order_acquire,
-						       memory_order_relaxed);
+	if (!atomic_compare_exchange_strong_explicit(&l->state, &expect, 1, memory_order_acquire,
+						     memory_order_relaxed))
+		return false;
+	atomic_store_explicit(&l->holder, self(), memory_order_relaxed);
+	return true;
+}
+
+void mki_lock_before_fork(mki_lock_t *l)
+{
+	if (atomic_load_explicit(&l->holder, memory_order_relaxed) == self()) {
+		l->fork_skipped = true; /* we interrupted ourselves holding it */
+		return;
+	}
+	mki_lock(l);
+}
+
+void mki_unlock_after_fork(mki_lock_t *l)
+{
+	if (l->fork_skipped) {
+		l->fork_skipped = false;
+		return;
+	}
+	mki_unlock(l);
 }
 
 void mki_lock(mki_lock_t *l)
@@ -350,10 +378,12 @@ void mki_lock(mki_lock_t *l)
 		futex(&l->state, FUTEX_WAIT_PRIVATE, 2);
 		c = atomic_exchange_explicit(&l->state, 2, memory_order_acquire);
 	}
+	atomic_store_explicit(&l->holder, self(), memory_order_relaxed);
 }
 
 void mki_unlock(mki_lock_t *l)
 {
+	atomic_store_explicit(&l->holder, NULL, memory_order_relaxed);
 	if (atomic_exchange_explicit(&l->state, 0, memory_order_release) == 2)
 		futex(&l->state, FUTEX_WAKE_PRIVATE, 1);
 }

@@ -98,12 +98,12 @@ size_t mki_meta_bytes(void)
 
 void mki_meta_fork_prepare(void)
 {
-	mki_lock(&meta_lock);
+	mki_lock_before_fork(&meta_lock);
 }
 
 void mki_meta_fork_parent(void)
 {
-	mki_unlock(&meta_lock);
+	mki_unlock_after_fork(&meta_lock);
 }
 
 void mki_meta_fork_child(void)

@@ -546,12 +546,12 @@ void mki_page_stats(struct mk_stats *st)
 
 void mki_page_fork_prepare(void)
 {
-	mki_lock(&page_lock);
+	mki_lock_before_fork(&page_lock);
 }
 
 void mki_page_fork_parent(void)
 {
-	mki_unlock(&page_lock);
+	mki_unlock_after_fork(&page_lock);
 }
 
 void mki_page_fork_child(void)

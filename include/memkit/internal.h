@@ -63,20 +63,29 @@ __attribute__((noreturn, format(printf, 1, 2))) void mki_fatal(const char *fmt, 
 /* environ lookup that works before the C runtime has set up anything */
 const char *mki_getenv(const char *name);
 uint64_t mki_clock_ms(void);
-/* simple spin-then-sleep lock that never allocates and is fork-safe to reset */
+/* A spin-then-sleep lock that never allocates. It knows its holder, so that
+ * fork() from a signal handler that interrupted this thread inside the
+ * allocator does not wait forever for a lock the thread itself holds. */
 typedef struct {
 	_Atomic int state;
+	const void *_Atomic holder; /* the holding thread's mki_self() */
+	bool fork_skipped;	    /* held by the forking thread: not taken again */
 } mki_lock_t;
-#define MKI_LOCK_INIT \
-	{             \
-		0     \
+#define MKI_LOCK_INIT          \
+	{                      \
+		0, NULL, false \
 	}
 void mki_lock(mki_lock_t *l);
 void mki_unlock(mki_lock_t *l);
 bool mki_trylock(mki_lock_t *l);
+/* pthread_atfork handlers: take every lock before fork, release after */
+void mki_lock_before_fork(mki_lock_t *l);
+void mki_unlock_after_fork(mki_lock_t *l);
 static inline void mki_lock_reset(mki_lock_t *l)
 {
 	atomic_store_explicit(&l->state, 0, memory_order_relaxed);
+	atomic_store_explicit(&l->holder, NULL, memory_order_relaxed);
+	l->fork_skipped = false;
 }
 
 /* ------------------------------------------------------------ options.c */

@@ -42,7 +42,7 @@ struct mk_arena_opts {
 MK_EXPORT mk_arena_t *mk_arena_create(const struct mk_arena_opts *opts);
 /* size bytes aligned to 16; NULL + ENOMEM. Size 0 counts as 1. */
 MK_EXPORT MK_MALLOC_ATTR void *mk_arena_alloc(mk_arena_t *a, size_t size);
-/* align: a power of two (any size up to 4 MiB); NULL + EINVAL otherwise. */
+/* align: a power of two, 1 to 4 MiB (strings can take 1); NULL + EINVAL otherwise. */
 MK_EXPORT MK_MALLOC_ATTR void *mk_arena_alloc_aligned(mk_arena_t *a, size_t size, size_t align);
 /* zero-filled; NULL + ENOMEM also when count * size overflows */
 MK_EXPORT MK_MALLOC_ATTR void *mk_arena_calloc(mk_arena_t *a, size_t count, size_t size);
