@@ -2,6 +2,7 @@
  * then find the subcommand and hand it argv. Each subcommand parses its own
  * options (cli/cmd-<name>.c). May call cli/common.c and cli/procfs.c.
  */
+#include <locale.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
@@ -79,6 +80,9 @@ static int parse_global_options(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	/* the user's character set, so that tables may hold UTF-8 (sparklines)
+	 * and numbers stay in the C locale */
+	setlocale(LC_CTYPE, "");
 	int first = parse_global_options(argc, argv);
 
 	if (first >= argc) {
