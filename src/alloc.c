@@ -279,6 +279,9 @@ static MKI_COLD void double_free_check(struct mki_slab *s, void *p)
 
 static MKI_COLD void bad_pointer(const char *what, const void *p, struct mki_page *pg)
 {
+	void *large = pg ? NULL : mki_large_containing(p);
+	if (large)
+		mki_fatal("%s of interior pointer %p (block starts at %p)", what, p, large);
 	if (pg && (pg->kind == MKI_PAGE_FREE || pg->kind == MKI_PAGE_NONE))
 		mki_fatal("%s of invalid pointer %p (in free pages: freed twice?)", what, p);
 	mki_fatal("%s of invalid pointer %p", what, p);

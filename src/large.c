@@ -250,6 +250,17 @@ bool mki_large_free(void *p)
 	return true;
 }
 
+void *mki_large_containing(const void *p)
+{
+	uintptr_t a = (uintptr_t)p, found = 0;
+	mki_lock(&large_lock);
+	for (size_t i = 0; i < table_cap && !found; i++)
+		if (table[i].addr > TOMBSTONE && a - table[i].addr < table[i].size)
+			found = table[i].addr;
+	mki_unlock(&large_lock);
+	return (void *)found;
+}
+
 bool mki_large_was_freed(const void *p)
 {
 	bool found = false;

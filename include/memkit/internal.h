@@ -373,6 +373,8 @@ bool mki_large_free(void *p);
 size_t mki_large_usable(const void *p); /* 0 if not a large block */
 /* p is not live but was among the last large blocks freed */
 bool mki_large_was_freed(const void *p);
+/* the live large block that contains p, or NULL: a scan, for error paths only */
+void *mki_large_containing(const void *p);
 void *mki_large_realloc(void *p, size_t size);
 size_t mki_large_purge(bool force);
 void mki_large_stats(struct mk_stats *st);
