@@ -156,4 +156,8 @@ MK_EXPORT long mk_leak_end(int fd, enum mk_format format);
 #ifdef __cplusplus
 }
 #endif
+
+/* arenas, scoped cleanup, the shared-memory heap */
+#include "memkit/pool.h"
+
 #endif /* MEMKIT_H */

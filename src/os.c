@@ -72,6 +72,24 @@ out_mapped:
 	return 0;
 }
 
+/* A shared mapping of a file (the shared-memory heap). Not counted in
+ * mapped_bytes, which describes this process's private memory. */
+int mki_os_map_shared(int fd, size_t size, void **out)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	atomic_fetch_add_explicit(&mki_os_count.mmap, 1, memory_order_relaxed);
+	if (p == MAP_FAILED)
+		return errno;
+	*out = p;
+	return 0;
+}
+
+int mki_os_unmap_shared(void *addr, size_t size)
+{
+	atomic_fetch_add_explicit(&mki_os_count.munmap, 1, memory_order_relaxed);
+	return munmap(addr, size) ? errno : 0;
+}
+
 int mki_os_unmap(void *addr, size_t size)
 {
 	size = mki_align_up(size, MKI_PAGE_SIZE);

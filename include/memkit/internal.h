@@ -110,6 +110,8 @@ size_t mki_clamp_threshold(size_t v);
  * The only file with mmap/munmap/madvise/mremap. 0 or an errno value. */
 int mki_os_map(size_t size, size_t align, void **out);
 int mki_os_unmap(void *addr, size_t size);
+int mki_os_map_shared(int fd, size_t size, void **out); /* MAP_SHARED of a file */
+int mki_os_unmap_shared(void *addr, size_t size);
 int mki_os_purge(void *addr, size_t size); /* give the pages back, keep the range */
 int mki_os_protect(void *addr, size_t size, bool accessible); /* guard pages */
 int mki_os_remap(void *addr, size_t old_size, size_t new_size, bool may_move, void **out);

@@ -71,7 +71,8 @@ MK_EXPORT int mk_arena_stats(const mk_arena_t *a, struct mk_arena_stats *st);
 /* ------------------------------------------------------------ scoped cleanup
  * The compiler runs the cleanup function when the variable leaves its scope,
  * on every path: normal end, return, break, goto out of the block. (Not on
- * longjmp or exit().) Initialise the variable where it is declared. To keep
+ * longjmp or exit().) Initialise the variable where it is declared and never
+ * goto into its scope (gcc only warns with -Wjump-misses-init). To keep
  * the block, take it and clear the variable: `q = p; p = NULL;`.
  *
  *	MK_AUTOFREE char *buf = malloc(n);     free(buf) at end of scope
