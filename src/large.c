@@ -288,25 +288,29 @@ void *mki_large_realloc(void *p, size_t size)
 	mki_lock(&large_lock);
 	struct large_entry *e = table_find_locked((uintptr_t)p);
 	size_t have = e ? e->size : 0;
+	bool keep = have && want >= size && want <= have && want >= have / 2;
+	bool move = have && want >= size && !keep && !GUARD;
+	/* Off the table before mremap frees the old range: another thread may
+	 * map that range at once, and its block must not meet our stale entry. */
+	if (move)
+		table_remove_locked(e);
 	mki_unlock(&large_lock);
-	if (!have || want < size)
-		return NULL;
-	if (want <= have && want >= have / 2)
+	if (keep)
 		return p; /* shrinking by less than half: keep the mapping */
-	if (GUARD)
-		return NULL; /* mremap would move the guard pages along: the caller copies */
+	if (!move)
+		return NULL; /* not ours, or guarded (mremap would move the guards) */
 	void *q;
-	if (mki_os_remap(p, have, want, true, &q)) {
+	int err = mki_os_remap(p, have, want, true, &q);
+	mki_lock(&large_lock);
+	if (err)
+		table_insert_locked((uintptr_t)p, have); /* its slot was just freed */
+	else
+		err = table_insert_locked((uintptr_t)q, want);
+	mki_unlock(&large_lock);
+	if (err) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	mki_lock(&large_lock);
-	e = table_find_locked((uintptr_t)p);
-	table_remove_locked(e);
-	int err = table_insert_locked((uintptr_t)q, want);
-	mki_unlock(&large_lock);
-	if (err)
-		mki_fatal("out of metadata while moving a large block %p", p);
 	return q;
 }
 

@@ -79,6 +79,23 @@ static void *worker(void *arg)
 		void *old = atomic_exchange(&shared[(r >> 40) % SLOTS], mine);
 		if (old)
 			check_and_free(old);
+		if (r % 97 == 0) { /* large blocks moved by mremap while others map */
+			unsigned char *g = NULL;
+			size_t have = 0;
+			for (size_t n = 100000; n < 700000; n += 37000 + (r % 5000)) {
+				g = realloc(g, n);
+				for (size_t k = 0; k < have; k += 4093)
+					if (g[k] != (unsigned char)k) {
+						fprintf(stderr, "corrupt realloc'd block at %zu\n",
+							k);
+						abort();
+					}
+				for (size_t k = have; k < n; k++)
+					g[k] = (unsigned char)k;
+				have = n;
+			}
+			free(g);
+		}
 		if (r % 7 == 0) { /* a realloc'd block that stays local */
 			unsigned char *q = malloc(16);
 			for (int k = 1; k < 6; k++) {
