@@ -44,6 +44,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+	mki_lock_fork_child_self();
 	mki_meta_fork_child();
 	mki_page_fork_child();
 	mki_large_fork_child();

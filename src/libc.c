@@ -314,12 +314,30 @@ uint64_t mki_clock_ms(void)
 }
 
 /* ------------------------------------------------------------ lock
- * 0 free, 1 held, 2 held with waiters (Drepper's "futexes are tricky", mutex 2).
+ * Drepper's "futexes are tricky" mutex 2, with the holder's thread id as the
+ * locked value: 0 free, tid held, tid|WAITERS held with sleepers. Taking the
+ * lock and recording who holds it are one CAS, so a signal handler can
+ * always tell whether its own thread was inside (see mki_lock_before_fork).
  * A short spin first: the critical sections it guards are short. */
 
 static long futex(_Atomic int *addr, int op, int val)
 {
 	return syscall(SYS_futex, addr, op, val, NULL, NULL, 0);
+}
+
+static __thread int tls_tid __attribute__((tls_model("initial-exec")));
+
+static int self_id(void)
+{
+	int t = tls_tid;
+	if (mki_unlikely(!t))
+		t = tls_tid = (int)syscall(SYS_gettid);
+	return t;
+}
+
+void mki_lock_fork_child_self(void)
+{
+	tls_tid = 0;
 }
 
 static inline void cpu_relax(void)
@@ -331,27 +349,52 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* an address unique to the calling thread */
-static const void *self(void)
-{
-	static __thread char me __attribute__((tls_model("initial-exec")));
-	return &me;
-}
-
 bool mki_trylock(mki_lock_t *l)
 {
 	int expect = 0;
-	if (!atomic_compare_exchange_strong_explicit(&l->state, &expect, 1, memory_order_acquire,
-						     memory_order_relaxed))
-		return false;
-	atomic_store_explicit(&l->holder, self(), memory_order_relaxed);
-	return true;
+	return atomic_compare_exchange_strong_explicit(&l->state, &expect, self_id(),
+						       memory_order_acquire, memory_order_relaxed);
+}
+
+void mki_lock(mki_lock_t *l)
+{
+	int me = self_id();
+	for (int spin = 0; spin < 100; spin++) {
+		int expect = 0;
+		if (atomic_compare_exchange_weak_explicit(
+			&l->state, &expect, me, memory_order_acquire, memory_order_relaxed))
+			return;
+		cpu_relax();
+	}
+	for (;;) {
+		int c = atomic_load_explicit(&l->state, memory_order_relaxed);
+		if (c == 0) {
+			/* we may have slept: others may sleep too, keep the mark */
+			if (atomic_compare_exchange_weak_explicit(
+				&l->state, &c, me | MKI_LOCK_WAITERS, memory_order_acquire,
+				memory_order_relaxed))
+				return;
+			continue;
+		}
+		if (!(c & MKI_LOCK_WAITERS) && !atomic_compare_exchange_weak_explicit(
+						   &l->state, &c, c | MKI_LOCK_WAITERS,
+						   memory_order_relaxed, memory_order_relaxed))
+			continue;
+		futex(&l->state, FUTEX_WAIT_PRIVATE, c | MKI_LOCK_WAITERS);
+	}
+}
+
+void mki_unlock(mki_lock_t *l)
+{
+	if (atomic_exchange_explicit(&l->state, 0, memory_order_release) & MKI_LOCK_WAITERS)
+		futex(&l->state, FUTEX_WAKE_PRIVATE, 1);
 }
 
 void mki_lock_before_fork(mki_lock_t *l)
 {
-	if (atomic_load_explicit(&l->holder, memory_order_relaxed) == self()) {
-		l->fork_skipped = true; /* we interrupted ourselves holding it */
+	int held = atomic_load_explicit(&l->state, memory_order_relaxed) & ~MKI_LOCK_WAITERS;
+	if (held == self_id()) {
+		l->fork_skipped = true; /* a signal handler interrupted us holding it */
 		return;
 	}
 	mki_lock(l);
@@ -364,26 +407,4 @@ void mki_unlock_after_fork(mki_lock_t *l)
 		return;
 	}
 	mki_unlock(l);
-}
-
-void mki_lock(mki_lock_t *l)
-{
-	for (int spin = 0; spin < 100; spin++) {
-		if (mki_trylock(l))
-			return;
-		cpu_relax();
-	}
-	int c = atomic_exchange_explicit(&l->state, 2, memory_order_acquire);
-	while (c != 0) {
-		futex(&l->state, FUTEX_WAIT_PRIVATE, 2);
-		c = atomic_exchange_explicit(&l->state, 2, memory_order_acquire);
-	}
-	atomic_store_explicit(&l->holder, self(), memory_order_relaxed);
-}
-
-void mki_unlock(mki_lock_t *l)
-{
-	atomic_store_explicit(&l->holder, NULL, memory_order_relaxed);
-	if (atomic_exchange_explicit(&l->state, 0, memory_order_release) == 2)
-		futex(&l->state, FUTEX_WAKE_PRIVATE, 1);
 }

@@ -67,24 +67,25 @@ uint64_t mki_clock_ms(void);
  * fork() from a signal handler that interrupted this thread inside the
  * allocator does not wait forever for a lock the thread itself holds. */
 typedef struct {
-	_Atomic int state;
-	const void *_Atomic holder; /* the holding thread's mki_self() */
-	bool fork_skipped;	    /* held by the forking thread: not taken again */
+	_Atomic int state; /* 0 free, else the holder's thread id | MKI_LOCK_WAITERS */
+	bool fork_skipped; /* held by the forking thread: not taken again */
 } mki_lock_t;
-#define MKI_LOCK_INIT          \
-	{                      \
-		0, NULL, false \
+#define MKI_LOCK_INIT    \
+	{                \
+		0, false \
 	}
+#define MKI_LOCK_WAITERS 0x40000000 /* above any thread id (pid_max <= 2^22) */
 void mki_lock(mki_lock_t *l);
 void mki_unlock(mki_lock_t *l);
 bool mki_trylock(mki_lock_t *l);
 /* pthread_atfork handlers: take every lock before fork, release after */
 void mki_lock_before_fork(mki_lock_t *l);
 void mki_unlock_after_fork(mki_lock_t *l);
+/* in the fork child: the thread id the locks record is the child's now */
+void mki_lock_fork_child_self(void);
 static inline void mki_lock_reset(mki_lock_t *l)
 {
 	atomic_store_explicit(&l->state, 0, memory_order_relaxed);
-	atomic_store_explicit(&l->holder, NULL, memory_order_relaxed);
 	l->fork_skipped = false;
 }
 
