@@ -1,0 +1,102 @@
+/* api.c - the leak and stats API from a program linked with libmemkit
+ * (run with MEMKIT_LEAK=1, linked -rdynamic so dladdr names its functions):
+ *
+ *   api window   mk_leak_begin/mk_leak_end: only blocks allocated in the
+ *                window and still live are reported (JSON on stdout)
+ *   api report   mk_leak_report as JSON on stdout, then "lost=N"
+ *   api stats    mk_stats_print as JSON on stdout, after known allocations
+ *
+ * May call libc and libmemkit's public API.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "memkit.h"
+
+#define NOINLINE __attribute__((noinline))
+
+static void *volatile sink;
+static void *volatile kept_in_window;
+static void *volatile kept_before;
+
+NOINLINE void window_leak_a(void);
+NOINLINE void window_leak_a(void)
+{
+	char *p = malloc(2222);
+	memset(p, 1, 2222);
+	sink = p;
+	sink = NULL;
+}
+
+NOINLINE void report_leak_b(void);
+NOINLINE void report_leak_b(void)
+{
+	char *p = malloc(3333);
+	memset(p, 2, 3333);
+	sink = p;
+	sink = NULL;
+}
+
+static NOINLINE void scrub_stack(void)
+{
+	volatile char buf[32768];
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = 0;
+}
+
+static int window(void)
+{
+	kept_before = malloc(111);
+	mk_leak_begin();
+	window_leak_a();
+	kept_in_window = malloc(333);
+	sink = malloc(444);
+	free(sink);
+	scrub_stack();
+	long n = mk_leak_end(STDOUT_FILENO, MK_FORMAT_JSON);
+	printf("\nlost=%ld\n", n);
+	return n == 1 ? 0 : 1;
+}
+
+static int report(void)
+{
+	report_leak_b();
+	scrub_stack();
+	long n = mk_leak_report(STDOUT_FILENO, MK_FORMAT_JSON);
+	printf("\nlost=%ld\n", n);
+	return n >= 1 ? 0 : 1;
+}
+
+static int stats(void)
+{
+	void *small[100], *large = malloc(1 << 20);
+	for (int i = 0; i < 100; i++)
+		small[i] = malloc(48);
+	sink = large;
+	struct mk_stats st;
+	if (mk_stats_get(&st) || mk_stats_print(STDOUT_FILENO, MK_FORMAT_JSON))
+		return 1;
+	for (int i = 0; i < 100; i++)
+		free(small[i]);
+	free(large);
+	printf("\nallocated=%zu large_live=%zu\n", st.allocated_bytes, st.large_live);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *mode = argc > 1 ? argv[1] : "";
+	if (!strcmp(mode, "stats"))
+		return stats();
+	if (!mk_leak_enabled()) {
+		fprintf(stderr, "api: leak tracking is off (MEMKIT_LEAK=1 not seen)\n");
+		return 1;
+	}
+	if (!strcmp(mode, "window"))
+		return window();
+	if (!strcmp(mode, "report"))
+		return report();
+	fprintf(stderr, "usage: api window|report|stats\n");
+	return 2;
+}

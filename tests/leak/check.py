@@ -1,0 +1,379 @@
+#!/usr/bin/env python3
+"""check.py - the leak and `memkit run` tests (tests/leak/CMakeLists.txt).
+
+    check.py CASE --memkit PATH --planted PATH --api PATH --lib PATH
+
+Each CASE runs planted.c or api.c on libmemkit and checks the report
+exactly; `valgrind` runs the same program under valgrind --leak-check=full
+and compares site by site. A missing tool (valgrind, addr2line) fails the
+test: nothing here is skipped.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+# function -> (bytes, blocks) that planted.c loses on purpose
+PLANTED = {
+    "leak_malloc_loop": (300, 3),
+    "leak_calloc": (480, 1),
+    "leak_strdup": (28, 1),
+    "leak_large": (300000, 1),
+    "leak_in_thread": (2000, 1),
+    "leak_realloc": (5000, 1),
+}
+PLANTED_BYTES = sum(b for b, _ in PLANTED.values())
+PLANTED_BLOCKS = sum(n for _, n in PLANTED.values())
+
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failures.append(what)
+
+
+def run(cmd, env=None, stdin=None, timeout=60):
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(cmd, env=full_env, input=stdin, capture_output=True,
+                          timeout=timeout)
+
+
+def planted_frame(site, planted):
+    """The first frame of a site inside the planted program, or None."""
+    real = os.path.realpath(planted)
+    for f in site.get("frames", []):
+        if os.path.realpath(f.get("object") or "") == real:
+            return f
+    return None
+
+
+def memkit_sites(args, mode="leaks"):
+    """Run planted under memkit run --leaks --report; return the report."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "report.json")
+        r = run([args.memkit, "run", "--leaks", "--report", path, "--",
+                 args.planted, mode])
+        check(r.returncode == 0, f"memkit run --leaks exits 0 (got {r.returncode})")
+        sys.stderr.write(r.stderr.decode(errors="replace"))
+        with open(path) as f:
+            return json.load(f)
+
+
+def by_function(sites, planted):
+    """{function: [bytes, blocks, source]} for sites with a planted frame,
+    and the sites without one."""
+    found, foreign = {}, []
+    for s in sites:
+        f = planted_frame(s, planted)
+        if not f:
+            foreign.append(s)
+            continue
+        e = found.setdefault(f.get("function"), [0, 0, f.get("source")])
+        e[0] += s["bytes"]
+        e[1] += s["blocks"]
+    return found, foreign
+
+
+def case_planted(args):
+    rep = memkit_sites(args)
+    leaks = rep["leaks"]
+    found, foreign = by_function(leaks["leaks"], args.planted)
+    for fn, (nbytes, nblocks) in PLANTED.items():
+        got = found.get(fn)
+        check(got is not None and got[:2] == [nbytes, nblocks],
+              f"{fn}: {nbytes} bytes in {nblocks} blocks definitely lost (got {got})")
+        check(got is not None and got[2] and "planted.c:" in got[2],
+              f"{fn}: file:line known (got {got[2] if got else None})")
+    extra = sorted(set(found) - set(PLANTED))
+    check(not extra, f"no other lost site in planted's own code (got {extra})")
+    for s in foreign:
+        print("     lost outside planted's code:", s["bytes"], "bytes,", s["stack"][:4])
+    check(not foreign, "no lost site outside planted's code")
+    no_allocator_frames(leaks["leaks"] + leaks["reachable"])
+    check(leaks["definitely_lost"] == {"bytes": PLANTED_BYTES, "blocks": PLANTED_BLOCKS},
+          f"total {PLANTED_BYTES} bytes in {PLANTED_BLOCKS} blocks "
+          f"(got {leaks['definitely_lost']})")
+    reach, _ = by_function(leaks["reachable"], args.planted)
+    check(reach.get("keep_some", [0, 0])[:2] == [777 + 4 * 64, 5],
+          f"keep_some: 1033 bytes in 5 blocks still reachable (got {reach.get('keep_some')})")
+    for s in leaks["leaks"]:
+        check(all(isinstance(x, str) for x in s["stack"]) and s["stack"],
+              f"site of {s['bytes']} bytes has a stack of strings")
+        break
+
+
+VG_RECORD = re.compile(r"==\d+== ([\d,]+) bytes in ([\d,]+) blocks are definitely lost")
+VG_FRAME = re.compile(r"==\d+==    (?:at|by) 0x[0-9A-F]+: (\S+) \((\S+?):(\d+)\)")
+
+
+def valgrind_sites(args):
+    """{function: [bytes, blocks, 'planted.c:N']} from valgrind's records."""
+    if not shutil.which("valgrind"):
+        check(False, "valgrind is installed (scripts/deps.sh test)")
+        return None
+    r = run(["valgrind", "--leak-check=full", "--show-leak-kinds=definite",
+             "--errors-for-leak-kinds=none", args.planted, "leaks"], timeout=120)
+    check(r.returncode == 0, f"planted under valgrind exits 0 (got {r.returncode})")
+    sites, cur = {}, None
+    for line in r.stderr.decode(errors="replace").splitlines():
+        m = VG_RECORD.search(line)
+        if m:
+            cur = [int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))]
+            continue
+        m = VG_FRAME.search(line)
+        if cur and m and m.group(2) == "planted.c":
+            e = sites.setdefault(m.group(1), [0, 0, None])
+            e[0] += cur[0]
+            e[1] += cur[1]
+            e[2] = f"planted.c:{m.group(3)}"
+            cur = None
+    return sites
+
+
+def case_valgrind(args):
+    vg = valgrind_sites(args)
+    if vg is None:
+        return
+    check(set(vg) == set(PLANTED), f"valgrind finds the planted sites (got {sorted(vg)})")
+    rep = memkit_sites(args)
+    ours, _ = by_function(rep["leaks"]["leaks"], args.planted)
+    for fn in sorted(set(vg) | set(ours)):
+        v, o = vg.get(fn), ours.get(fn)
+        o_line = o and o[2] and "planted.c:" + o[2].rsplit("planted.c:", 1)[-1]
+        check(v is not None and o is not None and v[:2] == o[:2] and v[2] == o_line,
+              f"{fn}: memkit {o and o[:2]} at {o_line}, valgrind {v}")
+
+
+def case_threads(args):
+    rep = memkit_sites(args, "threads")["leaks"]
+    found, foreign = by_function(rep["leaks"], args.planted)
+    want = [sum(100 * (100 + i) for i in range(8)), 800]
+    check(found.get("stress_thread", [0, 0])[:2] == want,
+          f"8 threads lose {want[0]} bytes in 800 blocks at one site "
+          f"(got {found.get('stress_thread')})")
+    no_allocator_frames(rep["leaks"])
+    check(set(found) == {"stress_thread"} and not foreign,
+          f"nothing else is lost (got {sorted(found)}, {len(foreign)} foreign)")
+
+
+def no_allocator_frames(sites):
+    """libmemkit's own frames must never be part of a reported stack."""
+    bad = [s["stack"][:3] for s in sites
+           if any("libmemkit" in (f.get("object") or "") or not f.get("object")
+                  or f.get("object") == "?" for f in s["frames"])]
+    check(not bad, f"no stack holds libmemkit's own or unknown frames (got {bad[:3]})")
+
+
+def case_recursive(args):
+    rep = memkit_sites(args, "recursive")["leaks"]
+    lost = rep["leaks"]
+    no_allocator_frames(lost)
+    real = os.path.realpath(args.planted)
+    depths = []
+    for s in lost:
+        names = [f.get("function") for f in s["frames"]]
+        n = 0
+        while n < len(names) and names[n] == "recurse_leak":
+            n += 1
+        depths.append((s["bytes"] - 1000, n, s["blocks"]))
+        check(os.path.realpath(s["frames"][0]["object"]) == real,
+              f"{s['bytes']} bytes: innermost frame in planted ({s['stack'][0]})")
+    # d calls below the first: d + 1 recurse_leak frames, at most 24 frames kept
+    want = sorted((d, min(d + 1, 24), 1) for d in range(1, 13))
+    check(sorted(depths) == want, f"one site per depth with d+1 frames (got {sorted(depths)})")
+    check(rep["definitely_lost"] == {"bytes": 12078, "blocks": 12},
+          f"12078 bytes in 12 blocks (got {rep['definitely_lost']})")
+
+
+def case_fork(args):
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "report.json")
+        r = run([args.memkit, "run", "--leaks", "--report", path, "--",
+                 args.planted, "fork"])
+        err = r.stderr.decode(errors="replace")
+        check(r.returncode == 0, f"exit status 0 (got {r.returncode})")
+        check(not os.path.exists(path) and "wrote no report" in err,
+              "the forked child wrote no report in the parent's place "
+              f"(report file exists: {os.path.exists(path)})")
+
+
+def case_closed_stderr(args):
+    # coreutils close stderr before exiting (close_stdout): the exit report
+    # must still reach the stderr the program started with
+    r = run(["ls", "/"], env={"LD_PRELOAD": args.lib, "MEMKIT_STATS": "1", "MEMKIT_LEAK": "1"})
+    err = r.stderr.decode(errors="replace")
+    check(r.returncode == 0, f"ls exits 0 (got {r.returncode})")
+    check("memkit statistics" in err and "LEAK SUMMARY" in err,
+          "statistics and leak summary written although ls closed stderr")
+
+
+def case_text(args):
+    r = run([args.memkit, "run", "--leaks", "--", args.planted, "leaks"])
+    err = r.stderr.decode(errors="replace")
+    check(r.returncode == 0, f"exit status 0 (got {r.returncode})")
+    want = f"definitely lost: {PLANTED_BYTES} bytes in {PLANTED_BLOCKS} blocks"
+    check(want in err, f"summary line '{want}'")
+    for fn in PLANTED:
+        check(re.search(r"#\d+ +" + fn + r" \(.*planted\.c:\d+\)", err) is not None,
+              f"{fn} named with file:line in the text report")
+    check("still reachable: " in err, "still-reachable summary line")
+    if failures:
+        print(err)
+
+
+def case_fail_on_leak(args):
+    r = run([args.memkit, "run", "--fail-on-leak", "--", args.planted, "leaks"])
+    check(r.returncode == 3, f"--fail-on-leak with leaks exits 3 (got {r.returncode})")
+    r = run([args.memkit, "run", "--fail-on-leak=9", "--", args.planted, "leaks"])
+    check(r.returncode == 9, f"--fail-on-leak=9 with leaks exits 9 (got {r.returncode})")
+    r = run([args.memkit, "run", "--fail-on-leak", "--", args.planted, "clean"])
+    err = r.stderr.decode(errors="replace")
+    check(r.returncode == 0, f"--fail-on-leak without leaks exits 0 (got {r.returncode})")
+    check("definitely lost: 0 bytes in 0 blocks" in err, "clean run: nothing lost")
+    r = run([args.memkit, "run", "--fail-on-leak", "--", args.planted, "exit", "5"])
+    check(r.returncode == 5, f"the program's own failure wins (got {r.returncode})")
+
+
+def case_exit_status(args):
+    for opts in ([], ["--leaks"]):
+        r = run([args.memkit, "run"] + opts + ["--", args.planted, "exit", "7"])
+        check(r.returncode == 7, f"run {opts}: exit 7 passes through (got {r.returncode})")
+        r = run([args.memkit, "run"] + opts + ["--", args.planted, "kill", "15"])
+        check(r.returncode == 128 + signal.SIGTERM,
+              f"run {opts}: killed by SIGTERM gives 143 (got {r.returncode})")
+    r = run([args.memkit, "run", "--", args.planted, "echo"], stdin=b"hello\nworld\n")
+    check(r.returncode == 0 and r.stdout == b"hello\nworld\n",
+          f"stdin reaches the program and its stdout comes back (got {r.stdout!r})")
+    r = run([args.memkit, "run", "--", "/nonexistent/program"])
+    check(r.returncode == 127, f"a missing program gives 127 (got {r.returncode})")
+    r = run([args.memkit, "run"])
+    check(r.returncode == 2, f"no command is a usage error (got {r.returncode})")
+    r = run([args.memkit, "run", "--lib", "/nonexistent.so", "--", "true"])
+    check(r.returncode == 125, f"a missing library gives 125 (got {r.returncode})")
+    # the program really runs on libmemkit: its maps show the library
+    r = run([args.memkit, "run", "--", "cat", "/proc/self/maps"])
+    check(b"libmemkit.so" in r.stdout, "LD_PRELOAD brings libmemkit.so into the program")
+    r = run([args.memkit, "run", "--", "sh", "-c", "echo $LD_PRELOAD"],
+            env={"LD_PRELOAD": "/lib/x86_64-linux-gnu/libc.so.6"})
+    out = r.stdout.decode().strip()
+    check(out.startswith("/") and "libmemkit.so" in out.split(":")[0]
+          and out.endswith(":/lib/x86_64-linux-gnu/libc.so.6"),
+          f"an existing LD_PRELOAD is kept after libmemkit (got {out})")
+
+
+def case_stats(args):
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "r.json")
+        r = run([args.memkit, "run", "--stats", "--report", path, "--", args.planted, "leaks"])
+        check(r.returncode == 0, f"--stats --report exits 0 (got {r.returncode})")
+        rep = json.load(open(path))
+    st = rep.get("stats")
+    check(isinstance(st, dict), "report has a stats object")
+    if not isinstance(st, dict):
+        return
+    check(rep.get("leaks") is None, "leaks is null without --leaks")
+    check(st["large_live"] >= 1 and st["large_live_bytes"] >= 300000,
+          f"the 300000-byte leak is a live large block ({st['large_live_bytes']})")
+    check(st["allocated_bytes"] >= PLANTED_BYTES,
+          f"allocated >= what was lost ({st['allocated_bytes']})")
+    check(st["sys_mmap"] >= 1 and st["mapped_bytes"] >= st["allocated_bytes"],
+          "mmap calls counted, mapped >= allocated")
+    check(len(st["buddy_free_blocks"]) == 11, "11 buddy orders")
+    check(any(c["live_blocks"] >= 3 and c["block_size"] >= 100 for c in st["classes"]),
+          "a size class holds the 100-byte blocks")
+    r = run([args.memkit, "run", "--stats", "--", args.planted, "clean"])
+    err = r.stderr.decode(errors="replace")
+    check(r.returncode == 0 and "allocator statistics" in err and "buddy order" in err,
+          "text statistics on stderr")
+
+
+def api_json(out):
+    """The JSON document before the trailing 'key=value' line."""
+    text = out.decode(errors="replace").rstrip()
+    body, _, tail = text.rpartition("\n")
+    return json.loads(body), tail.strip()
+
+
+def case_api_window(args):
+    r = run([args.api, "window"], env={"MEMKIT_LEAK": "1"})
+    check(r.returncode == 0, f"api window exits 0 (got {r.returncode}): "
+          + r.stderr.decode(errors="replace"))
+    rep, tail = api_json(r.stdout)
+    check(tail == "lost=1", f"mk_leak_end returns 1 (got {tail})")
+    check(rep["window"] is True, "the report says it is a window")
+    lost = rep["leaks"]
+    check(len(lost) == 1 and lost[0]["bytes"] == 2222 and lost[0]["blocks"] == 1
+          and "window_leak_a" in lost[0]["stack"][0],
+          f"only window_leak_a's block is lost ({[(s['bytes'], s['stack'][:1]) for s in lost]})")
+    sizes = sorted(s["bytes"] for s in rep["reachable"])
+    check(333 in sizes and 111 not in sizes,
+          f"reachable: the block kept in the window, not the one before ({sizes})")
+
+
+def case_api_report(args):
+    r = run([args.api, "report"], env={"MEMKIT_LEAK": "1"})
+    check(r.returncode == 0, f"api report exits 0 (got {r.returncode})")
+    rep, tail = api_json(r.stdout)
+    lost = [s for s in rep["leaks"] if "report_leak_b" in s["stack"][0]]
+    check(len(lost) == 1 and lost[0]["bytes"] == 3333, "report_leak_b's 3333 bytes are lost")
+    check(tail == f"lost={rep['definitely_lost']['blocks']}",
+          f"mk_leak_report returns the lost block count ({tail})")
+
+
+def case_api_stats(args):
+    r = run([args.api, "stats"], env={"LD_PRELOAD": ""})
+    check(r.returncode == 0, f"api stats exits 0 (got {r.returncode})")
+    st, tail = api_json(r.stdout)
+    check(st["large_live"] >= 1 and st["large_live_bytes"] >= 1 << 20,
+          "the 1 MiB block is a live large block")
+    check(any(c["block_size"] >= 48 and c["live_blocks"] >= 100 for c in st["classes"]),
+          "a size class holds the hundred 48-byte blocks")
+    check(st["requested_bytes"] == 0, "requested bytes unknown without leak tracking")
+    check(tail.startswith("allocated="), "mk_stats_get ran")
+
+
+def case_signal_window(args):
+    r = run([args.planted, "signal-window"],
+            env={"LD_PRELOAD": args.lib, "MEMKIT_LEAK": "1"})
+    err = r.stderr.decode(errors="replace")
+    check(r.returncode == 0, f"signal-window exits 0 (got {r.returncode})")
+    check("blocks allocated in the window" in err, "a window report on stderr")
+    window = err.split("blocks allocated in the window", 1)[-1].split("LEAK SUMMARY", 1)
+    check("4321 bytes in 1 block definitely lost" in window[0],
+          "the block lost in the window is reported")
+    check("1234 bytes" not in window[0], "the block from before the window is not")
+    if failures:
+        print(err)
+
+
+CASES = {
+    "planted": case_planted, "valgrind": case_valgrind, "text": case_text,
+    "fail-on-leak": case_fail_on_leak, "exit-status": case_exit_status,
+    "stats": case_stats, "threads": case_threads, "recursive": case_recursive, "fork": case_fork, "closed-stderr": case_closed_stderr, "api-window": case_api_window, "api-report": case_api_report,
+    "api-stats": case_api_stats, "signal-window": case_signal_window,
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("case", choices=sorted(CASES))
+    for opt in ("--memkit", "--planted", "--api", "--lib"):
+        ap.add_argument(opt, required=True)
+    args = ap.parse_args()
+    CASES[args.case](args)
+    if failures:
+        print(f"{len(failures)} check(s) failed")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
