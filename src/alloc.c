@@ -202,7 +202,7 @@ static inline void *canary_arm(void *p, size_t size, size_t slot)
 #endif
 
 /* Everything but the small fast path: any size, any power-of-two align. */
-static MKI_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero)
+static void *alloc_any(size_t size, size_t align, bool zero)
 {
 	void *p;
 	bool clean = false;
@@ -233,6 +233,19 @@ static MKI_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero)
 	return p;
 }
 
+/* Out of memory (address space under RLIMIT_AS, or the kernel's): give
+ * back what the caches hold and try once more, so that memory the program
+ * freed is memory it can have again. */
+static MKI_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero)
+{
+	void *p = alloc_any(size, align, zero);
+	if (mki_unlikely(!p) && errno == ENOMEM && mki_trim())
+		p = alloc_any(size, align, zero);
+	if (!p)
+		errno = ENOMEM;
+	return p;
+}
+
 static inline void leak_note_alloc(void *p, size_t size)
 {
 	if (mki_unlikely(mki_leak_active) && p)
@@ -245,6 +258,8 @@ void *mki_malloc(size_t size)
 	if (mki_likely(size <= MKI_SMALL_MAX - MKI_CANARY)) {
 		unsigned cls = mki_class_of_small_size(size + MKI_CANARY);
 		p = canary_arm(alloc_class(size + MKI_CANARY, cls), size, mki_class_size[cls]);
+		if (mki_unlikely(!p))
+			p = alloc_generic(size, MKI_ALIGN, false);
 	} else
 		p = alloc_generic(size, MKI_ALIGN, false);
 	leak_note_alloc(p, size);
@@ -476,11 +491,11 @@ static void *realloc_large(void *p, size_t usable, size_t size)
 {
 	if (size < mki_opt.mmap_threshold / 2)
 		return realloc_move(p, usable, size);
+	/* mremap refuses guarded mappings, and ranges that span two of the
+	 * kernel's mappings (the reuse cache joins neighbours): then copy */
 	void *q = mki_large_realloc(p, size);
-#ifdef MKI_SECURE
-	if (!q) /* guarded mappings are not moved by mremap */
+	if (!q)
 		q = realloc_move(p, usable, size);
-#endif
 	return q;
 }
 

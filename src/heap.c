@@ -136,10 +136,12 @@ void mki_heap_free_remote(struct mki_slab *s, void *p)
 	struct mki_block *b = p;
 	uintptr_t old = atomic_load_explicit(&s->thread_free, memory_order_relaxed);
 	b->tag = mki_free_tag(b);
-	do
-		mki_block_set_next(b, (struct mki_block *)(old & ~MKI_TF_FULL));
-	while (!atomic_compare_exchange_weak_explicit(&s->thread_free, &old, (uintptr_t)b,
-						      memory_order_release, memory_order_relaxed));
+	uintptr_t next;
+	do {
+		mki_block_set_next(b, mki_tf_list(old));
+		next = (uintptr_t)b | ((uintptr_t)(mki_tf_count(old) + 1) << MKI_TF_COUNT_SHIFT);
+	} while (!atomic_compare_exchange_weak_explicit(
+	    &s->thread_free, &old, next, memory_order_release, memory_order_relaxed));
 	if (old & MKI_TF_FULL)
 		notify_owner(s);
 }

@@ -17,9 +17,10 @@
 #include <string.h>
 #include "memkit/internal.h"
 
-#define MKI_LARGE_CACHE	    8
-#define MKI_LARGE_CACHE_MAX ((size_t)64 << 20)
-#define TOMBSTONE	    ((uintptr_t)1)
+#define MKI_LARGE_CACHE	      64
+#define MKI_LARGE_CACHE_MAX   ((size_t)64 << 20)  /* one mapping */
+#define MKI_LARGE_CACHE_TOTAL ((size_t)128 << 20) /* all of them */
+#define TOMBSTONE	      ((uintptr_t)1)
 
 struct large_entry {
 	uintptr_t addr; /* 0 empty, TOMBSTONE deleted */
@@ -37,7 +38,7 @@ static struct large_entry *table;
 static size_t table_cap, table_used, table_live; /* used counts tombstones too */
 static size_t live_bytes;
 static struct cached_map cache[MKI_LARGE_CACHE];
-static size_t nr_cached;
+static size_t nr_cached, cached_bytes;
 /* the last addresses freed, to tell a double free from a foreign pointer */
 #define RECENT 64
 static uintptr_t recent[RECENT];
@@ -112,35 +113,64 @@ static void table_remove_locked(struct large_entry *e)
 
 /* ------------------------------------------------------------ reuse cache */
 
+/* Resident memory for `size` bytes from the cache: the smallest cached
+ * range that holds it. A range much larger than asked is split, the rest
+ * staying cached: mappings are plain address ranges to the kernel, so a
+ * part can be handed out, and later unmapped, on its own. No system call
+ * and no page fault, which is the point of the cache. */
 static bool cache_take_locked(size_t size, size_t align, void **addr, size_t *mapped)
 {
-	for (size_t i = 0; i < nr_cached; i++) {
-		struct cached_map *m = &cache[i];
-		/* at most 1/4 larger than asked, so reuse never wastes much */
-		if (m->size < size || m->size - size > size / 4 ||
-		    ((uintptr_t)m->addr & (align - 1)))
-			continue;
-		*addr = m->addr;
+	size_t pick = nr_cached;
+	if (align > MKI_PAGE_SIZE)
+		return false;
+	for (size_t i = 0; i < nr_cached; i++)
+		if (cache[i].size >= size &&
+		    (pick == nr_cached || cache[i].size < cache[pick].size))
+			pick = i;
+	if (pick == nr_cached)
+		return false;
+	struct cached_map *m = &cache[pick];
+	*addr = m->addr;
+	if (m->size - size >= mki_opt.mmap_threshold) {
+		*mapped = size;
+		m->addr = (char *)m->addr + size;
+		m->size -= size;
+	} else {
 		*mapped = m->size;
 		*m = cache[--nr_cached];
-		return true;
 	}
-	return false;
+	cached_bytes -= *mapped;
+	return true;
 }
 
 /* Returns an entry pushed out to make room (size 0 if none). */
 static struct cached_map cache_put_locked(void *addr, size_t size)
 {
 	struct cached_map out = {0};
-	if (nr_cached == MKI_LARGE_CACHE) {
+	/* a range next to a cached one joins it: what a split handed out comes
+	 * back to its remainder, as buddies merge */
+	for (size_t i = 0; i < nr_cached; i++) {
+		struct cached_map *m = &cache[i];
+		if ((char *)m->addr + m->size == (char *)addr || (char *)addr + size == m->addr) {
+			if ((char *)addr < (char *)m->addr)
+				m->addr = addr;
+			m->size += size;
+			m->since_ms = mki_clock_ms();
+			cached_bytes += size;
+			return out;
+		}
+	}
+	if (nr_cached == MKI_LARGE_CACHE || cached_bytes + size > MKI_LARGE_CACHE_TOTAL) {
 		size_t oldest = 0;
 		for (size_t i = 1; i < nr_cached; i++)
 			if (cache[i].since_ms < cache[oldest].since_ms)
 				oldest = i;
 		out = cache[oldest];
 		cache[oldest] = cache[--nr_cached];
+		cached_bytes -= out.size;
 	}
 	cache[nr_cached++] = (struct cached_map){addr, size, mki_clock_ms()};
+	cached_bytes += size;
 	return out;
 }
 
@@ -323,6 +353,7 @@ size_t mki_large_purge(bool force)
 	for (size_t i = 0; i < nr_cached;) {
 		if (force || now - cache[i].since_ms >= mki_opt.decay_ms) {
 			out[n++] = cache[i];
+			cached_bytes -= cache[i].size;
 			cache[i] = cache[--nr_cached];
 		} else {
 			i++;

@@ -125,17 +125,15 @@ uint32_t mki_slab_collect(struct mki_slab *s)
 	tf = atomic_exchange_explicit(&s->thread_free, tf & MKI_TF_FULL, memory_order_acquire);
 	/* a concurrent remote free may have cleared the FULL bit we just put
 	 * back; the owner re-checks the bit before trusting it */
-	struct mki_block *list = (struct mki_block *)(tf & ~MKI_TF_FULL);
-	uint32_t n = 0;
-	struct mki_block *last = NULL;
-	for (struct mki_block *b = list; b; b = mki_block_next(b)) {
-		last = b;
-		n++;
-	}
-	if (last) {
+	struct mki_block *list = mki_tf_list(tf);
+	uint32_t n = mki_tf_count(tf);
+	if (s->free) { /* rare: the owner collects when its own list is empty */
+		struct mki_block *last = list;
+		while (mki_block_next(last))
+			last = mki_block_next(last);
 		mki_block_set_next(last, s->free);
-		s->free = list;
 	}
+	s->free = list;
 	s->used -= n;
 	return n;
 }
@@ -153,8 +151,7 @@ bool mki_slab_holds_free(struct mki_slab *s, const void *p)
 		if (b == p)
 			return true;
 	uintptr_t tf = atomic_load_explicit(&s->thread_free, memory_order_acquire);
-	for (struct mki_block *b = (struct mki_block *)(tf & ~MKI_TF_FULL); b;
-	     b = mki_block_next(b))
+	for (struct mki_block *b = mki_tf_list(tf); b; b = mki_block_next(b))
 		if (b == p)
 			return true;
 	return false;

@@ -266,7 +266,21 @@ struct mki_slab {
 	_Atomic int in_reclaim;
 	struct mki_slab *next, *prev; /* in its bin / cache list */
 };
-#define MKI_TF_FULL ((uintptr_t)1)
+/* thread_free packs three things in one word, so that a remote free is one
+ * CAS and the owner takes the whole list without walking it: bit 0 is
+ * MKI_TF_FULL, bits 4..47 the list head (slots are 16-aligned, user
+ * addresses below 2^47), bits 48..63 how many blocks the list holds. */
+#define MKI_TF_FULL	   ((uintptr_t)1)
+#define MKI_TF_COUNT_SHIFT 48
+static inline struct mki_block *mki_tf_list(uintptr_t tf)
+{
+	return (struct mki_block *)(tf &
+				    ((((uintptr_t)1 << MKI_TF_COUNT_SHIFT) - 1) & ~MKI_TF_FULL));
+}
+static inline uint32_t mki_tf_count(uintptr_t tf)
+{
+	return (uint32_t)(tf >> MKI_TF_COUNT_SHIFT);
+}
 enum { MKI_SLAB_PARTIAL = 0, MKI_SLAB_FULL, MKI_SLAB_ABANDONED, MKI_SLAB_CACHE };
 
 extern uintptr_t mki_free_key; /* random per process */
