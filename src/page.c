@@ -35,9 +35,16 @@ static mki_lock_t page_lock = MKI_LOCK_INIT;
 static struct mki_page free_area[MKI_ORDERS]; /* list heads (lru links only) */
 static size_t nr_free[MKI_ORDERS];
 static size_t clean_free_pages; /* free and purged: not resident */
+static size_t free_pages_total;
+/* Free memory that may be resident is kept for the decay time, but never
+ * more than this: a program that frees hundreds of megabytes gets them back
+ * to the OS at once, not a second later and only if it calls malloc again. */
+#define MKI_DIRTY_MAX_PAGES ((size_t)(64u << 20) >> MKI_PAGE_SHIFT)
 static struct mki_chunk *chunk_list;
 static size_t nr_chunks;
 static _Atomic uint64_t last_purge_ms;
+
+static void purge_excess(void);
 
 /* ------------------------------------------------------------ chunk registry */
 
@@ -75,6 +82,7 @@ static void list_add_locked(struct mki_page *pg, unsigned order)
 	head->lru.next->lru.prev = pg;
 	head->lru.next = pg;
 	nr_free[order]++;
+	free_pages_total += (size_t)1 << order;
 	if (!(pg->flags & MKI_PF_DIRTY))
 		clean_free_pages += (size_t)1 << order;
 }
@@ -85,6 +93,7 @@ static void list_del_locked(struct mki_page *pg, unsigned order)
 	pg->lru.next->lru.prev = pg->lru.prev;
 	pg->lru.next = pg->lru.prev = NULL;
 	nr_free[order]--;
+	free_pages_total -= (size_t)1 << order;
 	if (!(pg->flags & MKI_PF_DIRTY))
 		clean_free_pages -= (size_t)1 << order;
 }
@@ -339,6 +348,7 @@ void mki_pages_free(void *p, unsigned order)
 	clear_descs(pg, (size_t)1 << order);
 	free_block_locked(c, i, order, true, now);
 	mki_unlock(&page_lock);
+	purge_excess();
 	mki_page_maybe_purge();
 }
 
@@ -352,6 +362,7 @@ void mki_run_free(void *p)
 	clear_descs(pg, n);
 	free_range_locked(c, i, i + n, true, now);
 	mki_unlock(&page_lock);
+	purge_excess();
 	mki_page_maybe_purge();
 }
 
@@ -465,17 +476,17 @@ static size_t purge_order_locked(unsigned order, uint32_t now, bool force)
 
 /* Wholly free chunks go back to the OS, all but one (purged) so that a
  * program hovering around a chunk boundary does not map and unmap. */
-static size_t release_chunks_locked(uint32_t now, bool force)
+static size_t release_chunks_locked(uint32_t now, bool force, bool keep_one)
 {
 	size_t bytes = 0;
 	struct mki_page *head = &free_area[MKI_MAX_ORDER];
 	struct mki_page *pg = head->lru.next;
-	bool kept = false;
+	bool kept = !keep_one;
 	while (pg && pg != head) {
 		struct mki_page *next = pg->lru.next;
 		size_t i;
 		struct mki_chunk *c = chunk_of_free_head(pg, &i);
-		if (!kept && !force) {
+		if (!kept) {
 			kept = true;
 		} else if (decayed(pg, now, force)) {
 			bytes += (pg->flags & MKI_PF_DIRTY) ? MKI_CHUNK_SIZE : 0;
@@ -491,7 +502,7 @@ size_t mki_page_purge(bool force)
 	uint32_t now = (uint32_t)mki_clock_ms();
 	size_t bytes = 0;
 	mki_lock(&page_lock);
-	bytes += release_chunks_locked(now, force);
+	bytes += release_chunks_locked(now, force, !force);
 	for (unsigned k = MKI_PURGE_MIN_ORDER; k <= MKI_MAX_ORDER; k++)
 		bytes += purge_order_locked(k, now, force);
 	if (force)
@@ -500,6 +511,22 @@ size_t mki_page_purge(bool force)
 	mki_unlock(&page_lock);
 	atomic_store_explicit(&last_purge_ms, mki_clock_ms(), memory_order_relaxed);
 	return bytes;
+}
+
+/* Too much free and resident memory: release free chunks (keeping one) and
+ * purge free blocks now, whatever their age. */
+static void purge_excess(void)
+{
+	if (free_pages_total - clean_free_pages <= MKI_DIRTY_MAX_PAGES) /* racy peek */
+		return;
+	uint32_t now = (uint32_t)mki_clock_ms();
+	mki_lock(&page_lock);
+	if (free_pages_total - clean_free_pages > MKI_DIRTY_MAX_PAGES) {
+		release_chunks_locked(now, true, true);
+		for (unsigned k = MKI_PURGE_MIN_ORDER; k <= MKI_MAX_ORDER; k++)
+			purge_order_locked(k, now, true);
+	}
+	mki_unlock(&page_lock);
 }
 
 /* Called from slow paths: one relaxed load and a compare in the common case. */
