@@ -30,6 +30,7 @@ static void fork_prepare(void)
 {
 	mki_heap_fork_prepare();
 	mki_large_fork_prepare();
+	mki_slab_fork_prepare();
 	mki_page_fork_prepare();
 	mki_meta_fork_prepare();
 }
@@ -38,6 +39,7 @@ static void fork_parent(void)
 {
 	mki_meta_fork_parent();
 	mki_page_fork_parent();
+	mki_slab_fork_parent();
 	mki_large_fork_parent();
 	mki_heap_fork_parent();
 }
@@ -47,6 +49,7 @@ static void fork_child(void)
 	mki_lock_fork_child_self();
 	mki_meta_fork_child();
 	mki_page_fork_child();
+	mki_slab_fork_child();
 	mki_large_fork_child();
 	mki_heap_fork_child(); /* last: it frees slabs into the page layer */
 }

@@ -195,6 +195,7 @@ static void abandon_list(struct mki_slab *list)
  * kept (dead) for the next thread. heaps_lock is held by the caller. */
 static void heap_abandon_locked(struct mki_heap *h)
 {
+	drain_reclaim(h); /* first: it may move slabs between the lists */
 	for (unsigned cls = 0; cls < mki_class_count; cls++) {
 		struct mki_bin *bin = &h->bins[cls];
 		abandon_list(bin->partial);

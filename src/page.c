@@ -36,6 +36,14 @@ static struct mki_page free_area[MKI_ORDERS]; /* list heads (lru links only) */
 static size_t nr_free[MKI_ORDERS];
 static size_t clean_free_pages; /* free and purged: not resident */
 static size_t free_pages_total;
+static _Atomic size_t
+    dirty_hint; /* free_pages_total - clean_free_pages, for a peek without the lock */
+
+static void update_dirty_hint_locked(void)
+{
+	atomic_store_explicit(&dirty_hint, free_pages_total - clean_free_pages,
+			      memory_order_relaxed);
+}
 /* Free memory that may be resident is kept for the decay time, but never
  * more than this: a program that frees hundreds of megabytes gets them back
  * to the OS at once, not a second later and only if it calls malloc again. */
@@ -85,6 +93,7 @@ static void list_add_locked(struct mki_page *pg, unsigned order)
 	free_pages_total += (size_t)1 << order;
 	if (!(pg->flags & MKI_PF_DIRTY))
 		clean_free_pages += (size_t)1 << order;
+	update_dirty_hint_locked();
 }
 
 static void list_del_locked(struct mki_page *pg, unsigned order)
@@ -96,6 +105,7 @@ static void list_del_locked(struct mki_page *pg, unsigned order)
 	free_pages_total -= (size_t)1 << order;
 	if (!(pg->flags & MKI_PF_DIRTY))
 		clean_free_pages -= (size_t)1 << order;
+	update_dirty_hint_locked();
 }
 
 static bool list_empty(unsigned order)
@@ -345,6 +355,8 @@ void mki_pages_free(void *p, unsigned order)
 	size_t i = (size_t)(pg - c->pages);
 	uint32_t now = (uint32_t)mki_clock_ms();
 	mki_lock(&page_lock);
+	if (pg->kind == MKI_PAGE_FREE || pg->kind == MKI_PAGE_NONE)
+		mki_fatal("internal error: pages at %p freed twice", p);
 	clear_descs(pg, (size_t)1 << order);
 	free_block_locked(c, i, order, true, now);
 	mki_unlock(&page_lock);
@@ -461,6 +473,7 @@ static size_t purge_block_locked(struct mki_page *pg, unsigned order)
 		return 0;
 	pg->flags &= (uint16_t)~MKI_PF_DIRTY;
 	clean_free_pages += (size_t)1 << order;
+	update_dirty_hint_locked();
 	return bytes;
 }
 
@@ -517,7 +530,7 @@ size_t mki_page_purge(bool force)
  * purge free blocks now, whatever their age. */
 static void purge_excess(void)
 {
-	if (free_pages_total - clean_free_pages <= MKI_DIRTY_MAX_PAGES) /* racy peek */
+	if (atomic_load_explicit(&dirty_hint, memory_order_relaxed) <= MKI_DIRTY_MAX_PAGES)
 		return;
 	uint32_t now = (uint32_t)mki_clock_ms();
 	mki_lock(&page_lock);

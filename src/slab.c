@@ -20,14 +20,55 @@
 
 uintptr_t mki_free_key;
 
+/* ------------------------------------------------------------ descriptors
+ * Slab descriptors are type-stable, as the kernel's SLAB_TYPESAFE_BY_RCU
+ * caches are: once made, a descriptor is only ever a slab descriptor, kept
+ * on desc_free when its slab is gone and never returned to meta.c. A remote
+ * free may tell an owner about a slab (heap.c's reclaim stacks) at the
+ * moment the owner deletes it; the late notice then lands on a descriptor
+ * that is dead (owner mki_heap_none) or reused, which the owner checks, never
+ * on foreign memory. For the same reason in_reclaim and reclaim_next survive
+ * reuse: a descriptor sits on at most one reclaim stack at a time. */
+
+static mki_lock_t desc_lock = MKI_LOCK_INIT;
+static struct mki_slab *desc_free;
+
+static struct mki_slab *desc_alloc(void)
+{
+	mki_lock(&desc_lock);
+	struct mki_slab *s = desc_free;
+	if (s)
+		desc_free = s->next;
+	mki_unlock(&desc_lock);
+	if (!s)
+		return mki_meta_alloc(sizeof(*s));
+	s->free = NULL;
+	s->used = s->carved = 0;
+	s->cache = NULL;
+	s->state = MKI_SLAB_PARTIAL;
+	s->next = s->prev = NULL;
+	atomic_store_explicit(&s->thread_free, 0, memory_order_relaxed);
+	return s;
+}
+
+static void desc_release(struct mki_slab *s)
+{
+	atomic_store_explicit(&s->owner, &mki_heap_none, memory_order_release);
+	s->state = MKI_SLAB_DEAD;
+	mki_lock(&desc_lock);
+	s->next = desc_free;
+	desc_free = s;
+	mki_unlock(&desc_lock);
+}
+
 struct mki_slab *mki_slab_new(uint32_t size, unsigned order, uint8_t cls, struct mki_heap *owner)
 {
-	struct mki_slab *s = mki_meta_alloc(sizeof(*s));
+	struct mki_slab *s = desc_alloc();
 	if (!s)
 		return NULL;
 	char *base = mki_pages_alloc(order, MKI_PAGE_SLAB, NULL);
 	if (!base) {
-		mki_meta_free(s, sizeof(*s));
+		desc_release(s);
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -63,7 +104,22 @@ void mki_slab_delete(struct mki_slab *s)
 		mki_os_protect(s->start + bytes - MKI_PAGE_SIZE, MKI_PAGE_SIZE, true);
 #endif
 	mki_pages_free(s->start, s->order);
-	mki_meta_free(s, sizeof(*s));
+	desc_release(s);
+}
+
+void mki_slab_fork_prepare(void)
+{
+	mki_lock_before_fork(&desc_lock);
+}
+
+void mki_slab_fork_parent(void)
+{
+	mki_unlock_after_fork(&desc_lock);
+}
+
+void mki_slab_fork_child(void)
+{
+	mki_lock_reset(&desc_lock);
 }
 
 #ifdef MKI_SECURE

@@ -281,7 +281,7 @@ static inline uint32_t mki_tf_count(uintptr_t tf)
 {
 	return (uint32_t)(tf >> MKI_TF_COUNT_SHIFT);
 }
-enum { MKI_SLAB_PARTIAL = 0, MKI_SLAB_FULL, MKI_SLAB_ABANDONED, MKI_SLAB_CACHE };
+enum { MKI_SLAB_PARTIAL = 0, MKI_SLAB_FULL, MKI_SLAB_ABANDONED, MKI_SLAB_CACHE, MKI_SLAB_DEAD };
 
 extern uintptr_t mki_free_key; /* random per process */
 static inline uintptr_t mki_free_tag(const void *b)
@@ -316,6 +316,9 @@ static inline void mki_block_set_next(struct mki_block *b, struct mki_block *nex
 /* a slab over a fresh buddy block; NULL + ENOMEM */
 struct mki_slab *mki_slab_new(uint32_t size, unsigned order, uint8_t cls, struct mki_heap *owner);
 void mki_slab_delete(struct mki_slab *s);
+void mki_slab_fork_prepare(void);
+void mki_slab_fork_parent(void);
+void mki_slab_fork_child(void);
 /* carve more slots into the free list; false when the slab is exhausted */
 bool mki_slab_extend(struct mki_slab *s);
 /* move remote frees into the owner's free list; returns how many */
