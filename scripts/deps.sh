@@ -5,7 +5,7 @@
 set -eu
 want_build="cmake make gcc g++ pkg-config libsmartcols-dev libproc2-dev"
 want_test="$want_build procps util-linux valgrind clang libclang-rt-14-dev python3 sqlite3 git perl lua5.4 xz-utils redis-server redis-tools libpython3.11-testsuite binutils"
-want_bench="$want_build libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 gnuplot-nox python3 sqlite3 redis-server redis-tools hyperfine"
+want_bench="$want_build libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 gnuplot-nox python3 sqlite3 redis-server redis-tools valgrind heaptrack"
 
 case "${1:-build}" in
 build) want=$want_build ;;

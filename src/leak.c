@@ -740,7 +740,6 @@ void mki_leak_init(void)
 
 /* Live requested bytes, for mk_stats_get; declared here until internal.h
  * lists it. Read without the shard locks: a snapshot, as all statistics. */
-size_t mki_leak_requested_bytes(void);
 size_t mki_leak_requested_bytes(void)
 {
 	size_t sum = 0;

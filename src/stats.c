@@ -16,7 +16,6 @@
 #include "memkit/internal.h"
 
 /* live requested bytes, known exactly while leak tracking is on (leak.c) */
-size_t mki_leak_requested_bytes(void);
 
 /* ------------------------------------------------------------ gathering */
 

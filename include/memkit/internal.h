@@ -429,6 +429,8 @@ void mki_leak_init(void); /* from mki_init when mki_opt.leak */
 void mki_leak_on_alloc(void *p, size_t size);
 void mki_leak_on_free(void *p);
 void mki_leak_at_exit(void);
+/* bytes the program asked for in its live blocks (known while tracking) */
+size_t mki_leak_requested_bytes(void);
 
 /* ------------------------------------------------------------ stats.c */
 void mki_stats_at_exit(void);
