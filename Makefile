@@ -31,6 +31,9 @@ test:
 bench: all
 	@scripts/deps.sh bench
 	bench/run.sh $(BUILD)
+	{ echo; echo "## What safety costs"; echo; \
+	  echo "\`bench/checks.sh $(BUILD)\`: the default library against the same without its free-path checks and against the secure build; medians of 5 interleaved runs."; \
+	  echo; bench/checks.sh $(BUILD); } >> BENCHMARKS.md
 
 fuzz: all
 	@scripts/deps.sh test

@@ -290,7 +290,7 @@ void *mki_aligned(size_t align, size_t size)
 
 /* ------------------------------------------------------------ free */
 
-static MKI_COLD void double_free_check(struct mki_slab *s, void *p)
+static MKI_COLD __attribute__((unused)) void double_free_check(struct mki_slab *s, void *p)
 {
 	if (mki_slab_holds_free(s, p))
 		mki_fatal("double free of %p", p);
@@ -322,10 +322,12 @@ static MKI_COLD void bad_slab_pointer(const char *what, struct mki_slab *s, cons
 static inline __attribute__((always_inline)) void slab_free(struct mki_slab *s, void *p)
 {
 	struct mki_block *b = p;
+#ifndef MKI_NO_FREE_CHECKS /* a build for `make bench` only, to price the checks */
 	if (mki_unlikely(!mki_slab_is_slot_start(s, p) || !mki_slab_contains(s, p)))
 		bad_slab_pointer("free", s, p);
 	if (mki_unlikely(b->tag == mki_free_tag(b)))
 		double_free_check(s, p);
+#endif
 #ifdef MKI_SECURE
 	canary_check(s, p);
 #endif
