@@ -72,8 +72,7 @@ static void demo_slab(void)
 
 static void demo_malloc(void)
 {
-	printf("3. malloc: size classes for small requests, mmap from %zu KiB\n",
-	       (size_t)128);
+	printf("3. malloc: size classes for small requests, mmap from %zu KiB\n", (size_t)128);
 	char *small = malloc(100), *mid = malloc(40000), *large = malloc(1 << 20);
 	if (!small || !mid || !large)
 		return;
