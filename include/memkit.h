@@ -66,7 +66,7 @@ MK_EXPORT void mk_pages_free(void *pages, unsigned order);
 /* ------------------------------------------------------------ slab caches */
 
 typedef struct mk_cache mk_cache_t;
-#define MK_CACHE_MAX_OBJECT (128u * 1024) /* larger objects: use mk_pages_alloc */
+#define MK_CACHE_MAX_OBJECT ((size_t)128 * 1024) /* larger objects: use mk_pages_alloc */
 typedef void (*mk_ctor_fn)(void *obj);
 typedef void (*mk_dtor_fn)(void *obj);
 

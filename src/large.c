@@ -183,7 +183,7 @@ static struct cached_map cache_put_locked(void *addr, size_t size)
 #ifdef MKI_SECURE
 #define GUARD MKI_PAGE_SIZE
 #else
-#define GUARD 0
+#define GUARD ((size_t)0)
 #endif
 
 static int large_map(size_t size, size_t align, void **out)

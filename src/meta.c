@@ -9,7 +9,7 @@
 #include <string.h>
 #include "memkit/internal.h"
 
-#define META_REGION  (256 * 1024)
+#define META_REGION  ((size_t)256 * 1024)
 #define META_MAX     4096
 #define META_CLASSES (META_MAX / MKI_ALIGN)
 

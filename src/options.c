@@ -10,7 +10,7 @@
 #include "memkit/internal.h"
 
 struct mki_options mki_opt = {
-    .mmap_threshold = 128 * 1024,
+    .mmap_threshold = (size_t)128 * 1024,
     .decay_ms = 1000,
     .stats_fd = 2,
 };
@@ -34,11 +34,11 @@ static bool parse_size(const char *s, size_t *out)
 		break;
 	case 'm':
 	case 'M':
-		mult = 1024 * 1024, s++;
+		mult = (size_t)1024 * 1024, s++;
 		break;
 	case 'g':
 	case 'G':
-		mult = 1024 * 1024 * 1024, s++;
+		mult = (size_t)1024 * 1024 * 1024, s++;
 		break;
 	}
 	if (*s == 'i' || *s == 'I') /* KiB, MiB */
@@ -92,7 +92,7 @@ void mki_options_init(void)
 	size_t v;
 	read_size("MEMKIT_MMAP_THRESHOLD", &mki_opt.mmap_threshold, THRESHOLD_MIN, THRESHOLD_MAX);
 	v = mki_opt.decay_ms;
-	read_size("MEMKIT_DECAY_MS", &v, 0, 3600 * 1000);
+	read_size("MEMKIT_DECAY_MS", &v, 0, (size_t)3600 * 1000);
 	mki_opt.decay_ms = (uint32_t)v;
 	v = 0;
 	read_size("MEMKIT_FAIL_MMAP", &v, 0, UINT32_MAX);
@@ -107,7 +107,7 @@ void mki_options_init(void)
 	const char *purge = mki_getenv("MEMKIT_PURGE");
 	if (purge && !strcmp(purge, "free"))
 		mki_opt.purge_lazy = true;
-	else if (purge && strcmp(purge, "dontneed"))
+	else if (purge && strcmp(purge, "dontneed") != 0)
 		warn_bad("MEMKIT_PURGE", purge);
 	const char *report = mki_getenv("MEMKIT_REPORT");
 	if (report) {

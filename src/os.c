@@ -48,7 +48,7 @@ static void raw_unmap(void *addr, size_t size)
  * size + align and trim both ends. */
 int mki_os_map(size_t size, size_t align, void **out)
 {
-	void *p;
+	void *p = NULL;
 	int err;
 	size = mki_align_up(size, MKI_PAGE_SIZE);
 	if (align < MKI_PAGE_SIZE)

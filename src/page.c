@@ -173,7 +173,7 @@ static void free_range_locked(struct mki_chunk *c, size_t start, size_t end, boo
 		unsigned k = start ? (unsigned)__builtin_ctzl(start) : MKI_MAX_ORDER;
 		if (k > MKI_MAX_ORDER)
 			k = MKI_MAX_ORDER;
-		while (start + ((size_t)1 << k) > end)
+		while (k && start + ((size_t)1 << k) > end)
 			k--;
 		free_block_locked(c, start, k, dirty, stamp);
 		start += (size_t)1 << k;

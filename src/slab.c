@@ -131,7 +131,7 @@ static void link_shuffled(struct mki_slab *s, char *first, uint32_t n)
 	uint64_t x = mki_free_key ^ (uintptr_t)first ^ ((uint64_t)s->carved << 32);
 	for (uint32_t i = 0; i < n; i++)
 		order[i] = (uint16_t)i;
-	for (uint32_t i = n - 1; i > 0; i--) {
+	for (uint32_t i = n; i-- > 1;) {
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 		uint32_t j = (uint32_t)(x % (i + 1));
 		uint16_t t = order[i];

@@ -221,8 +221,8 @@ void mki_page_fork_parent(void);
 void mki_page_fork_child(void);
 
 /* ------------------------------------------------------------ sizeclass.c */
-#define MKI_SMALL_MAX	1024	    /* sizes served by the lookup table */
-#define MKI_SLAB_MAX	(32 * 1024) /* largest slab size class */
+#define MKI_SMALL_MAX	1024		    /* sizes served by the lookup table */
+#define MKI_SLAB_MAX	((size_t)32 * 1024) /* largest slab size class */
 #define MKI_CLASSES_MAX 48
 extern uint8_t mki_class_of_small[MKI_SMALL_MAX / MKI_ALIGN + 1];
 extern uint32_t mki_class_size[MKI_CLASSES_MAX];
