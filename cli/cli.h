@@ -136,6 +136,8 @@ bool mk_output_parse_opt(int c, const char *arg, struct mk_output *out);
 
 uint64_t mk_strtou64_or_err(const char *str, const char *what);
 double mk_strtod_or_err(const char *str, const char *what);
+/* the monotonic clock in seconds, for sampling commands */
+double mk_now_seconds(void);
 pid_t mk_strtopid_or_err(const char *str);
 int mk_parse_u64(const char *str, uint64_t *out);
 int mk_parse_size(const char *str, uint64_t *bytes);

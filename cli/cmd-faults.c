@@ -103,14 +103,6 @@ static noreturn void usage(void)
 
 /* ------------------------------------------------------------ sampling */
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void sleep_seconds(double s)
 {
 	struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - floor(s)) * 1e9)};
@@ -200,13 +192,13 @@ static void add_sample(struct sample_list *l, double elapsed, const struct fault
  * The first sample is time 0; the others give rates per interval. */
 static void sample_process(pid_t pid, const struct faults_opts *o, struct sample_list *l)
 {
-	double t0 = now_seconds();
+	double t0 = mk_now_seconds();
 
 	while (!interrupted && (o->count == 0 || l->n < o->count)) {
 		struct fault_counts fc;
 		if (read_fault_counts(pid, &fc, NULL) < 0)
 			break;
-		add_sample(l, now_seconds() - t0, &fc);
+		add_sample(l, mk_now_seconds() - t0, &fc);
 		if (o->count && l->n >= o->count)
 			break;
 		sleep_seconds(o->interval);
@@ -316,7 +308,7 @@ static int command_status(int status)
  * valid until then. */
 static void sample_child(pid_t child, const struct faults_opts *o, struct sample_list *l)
 {
-	double t0 = now_seconds();
+	double t0 = mk_now_seconds();
 
 	while (o->count == 0 || l->n < o->count) {
 		struct fault_counts fc;
@@ -326,7 +318,7 @@ static void sample_child(pid_t child, const struct faults_opts *o, struct sample
 			return;
 		if (read_fault_counts(child, &fc, NULL) < 0)
 			return;
-		add_sample(l, now_seconds() - t0, &fc);
+		add_sample(l, mk_now_seconds() - t0, &fc);
 		sleep_seconds(o->interval);
 	}
 }
@@ -336,7 +328,7 @@ static int faults_of_command(char **cmd, const struct faults_opts *o)
 	struct sample_list l = {0};
 	struct rusage ru;
 	int status;
-	double t0 = now_seconds();
+	double t0 = mk_now_seconds();
 
 	fflush(NULL);
 	pid_t child = fork();
@@ -353,7 +345,7 @@ static int faults_of_command(char **cmd, const struct faults_opts *o)
 			mk_err(1, "wait4");
 	struct fault_counts fc = {.minflt = (uint64_t)ru.ru_minflt,
 				  .majflt = (uint64_t)ru.ru_majflt};
-	double elapsed = now_seconds() - t0;
+	double elapsed = mk_now_seconds() - t0;
 	if (l.n > 0) {
 		add_sample(&l, elapsed, &fc);
 	} else {

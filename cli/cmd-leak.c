@@ -132,18 +132,10 @@ static noreturn void usage(void)
 
 /* ------------------------------------------------------------ sampling */
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Sleeps until the monotonic clock reaches the deadline (or Ctrl-C). */
 static void sleep_until(double deadline)
 {
-	double left = deadline - now_seconds();
+	double left = deadline - mk_now_seconds();
 
 	if (left <= 0)
 		return;
@@ -211,14 +203,14 @@ static void end_progress(const struct leak_opts *o)
  * stretch the window. Stops early when the process ends. */
 static void sample_process(pid_t pid, const struct leak_opts *o, struct series *s)
 {
-	double t0 = now_seconds();
+	double t0 = mk_now_seconds();
 
 	for (unsigned long k = 0; !interrupted; k++) {
 		double due = (double)k * o->interval;
 		if (due > o->duration + 1e-9)
 			break;
 		sleep_until(t0 + due);
-		if (interrupted || take_sample(pid, now_seconds() - t0, s) < 0)
+		if (interrupted || take_sample(pid, mk_now_seconds() - t0, s) < 0)
 			break;
 		show_progress(pid, s, o);
 	}

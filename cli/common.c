@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <time.h>
 
 #include "cli.h"
 #include "procfs.h"
@@ -518,4 +519,12 @@ bool mk_isatty_stdout(void)
 bool mk_isatty_stderr(void)
 {
 	return isatty(STDERR_FILENO) == 1;
+}
+
+double mk_now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
