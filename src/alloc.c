@@ -338,7 +338,7 @@ static inline __attribute__((always_inline)) void slab_free(struct mki_slab *s, 
 		s->free = b;
 		h->frees[s->cls]++;
 		if (mki_unlikely(--s->used == 0 || s->state == MKI_SLAB_FULL))
-			mki_heap_free_slow(h, s, p);
+			mki_heap_free_slow(h, s);
 		return;
 	}
 	if (mki_unlikely(s->cache != NULL))

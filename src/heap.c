@@ -91,7 +91,6 @@ static void update_direct(struct mki_heap *h, unsigned cls)
 static void slab_retire(struct mki_heap *h, struct mki_slab *s)
 {
 	list_del(&h->bins[s->cls].partial, s);
-	h->bins[s->cls].nslabs--;
 	update_direct(h, s->cls);
 	atomic_fetch_sub_explicit(&class_slabs[s->cls], 1, memory_order_relaxed);
 	mki_slab_delete(s);
@@ -201,7 +200,6 @@ static void heap_abandon_locked(struct mki_heap *h)
 		abandon_list(bin->partial);
 		abandon_list(bin->full);
 		bin->partial = bin->full = NULL;
-		bin->nslabs = 0;
 		h->direct[cls] = &mki_empty_slab;
 	}
 	drain_reclaim(h);
@@ -338,7 +336,6 @@ static struct mki_slab *find_slab(struct mki_heap *h, unsigned cls)
 			atomic_fetch_add_explicit(&class_slabs[cls], 1, memory_order_relaxed);
 		}
 		list_push(&bin->partial, s);
-		bin->nslabs++;
 	}
 	return s;
 }
@@ -369,9 +366,8 @@ void *mki_heap_alloc_slow(struct mki_heap *h, unsigned cls)
 }
 
 /* After a local free that emptied the slab or found it full. */
-void mki_heap_free_slow(struct mki_heap *h, struct mki_slab *s, void *p)
+void mki_heap_free_slow(struct mki_heap *h, struct mki_slab *s)
 {
-	(void)p;
 	if (s->state == MKI_SLAB_FULL) {
 		atomic_fetch_and_explicit(&s->thread_free, ~MKI_TF_FULL, memory_order_relaxed);
 		slab_to_partial(h, s);

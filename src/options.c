@@ -102,7 +102,6 @@ void mki_options_init(void)
 	mki_opt.stats_fd = (int)v;
 	mki_opt.stats = parse_bool(mki_getenv("MEMKIT_STATS"));
 	mki_opt.leak = parse_bool(mki_getenv("MEMKIT_LEAK"));
-	mki_opt.secure = parse_bool(mki_getenv("MEMKIT_SECURE"));
 	mki_opt.verbose = parse_bool(mki_getenv("MEMKIT_VERBOSE"));
 	const char *purge = mki_getenv("MEMKIT_PURGE");
 	if (purge && !strcmp(purge, "free"))

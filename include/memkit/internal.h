@@ -95,7 +95,6 @@ struct mki_options {
 	uint32_t decay_ms;     /* MEMKIT_DECAY_MS: free memory kept this long before purge */
 	bool stats;	       /* MEMKIT_STATS: print statistics at exit */
 	bool leak;	       /* MEMKIT_LEAK: track allocation call stacks */
-	bool secure;	       /* MEMKIT_SECURE */
 	bool verbose;	       /* MEMKIT_VERBOSE */
 	bool purge_lazy;       /* MEMKIT_PURGE=free: MADV_FREE instead of MADV_DONTNEED */
 	uint32_t fail_mmap;    /* MEMKIT_FAIL_MMAP=N: the Nth OS mapping fails (tests) */
@@ -161,7 +160,6 @@ struct mki_page {
 	};
 };
 #define MKI_PF_DIRTY 0x1 /* FREE: may hold resident pages (not purged) */
-#define MKI_PF_ZERO  0x2 /* RUN/BLOCK: known zero when handed out */
 
 struct mki_chunk {
 	char *base; /* 4 MiB aligned */
@@ -357,7 +355,6 @@ bool mki_slab_holds_free(struct mki_slab *s, const void *p);
 struct mki_bin {
 	struct mki_slab *partial; /* list; the head is where malloc allocates */
 	struct mki_slab *full;
-	uint32_t nslabs;
 };
 struct mki_heap {
 	struct mki_slab *direct[MKI_CLASSES_MAX]; /* fast path: current slab of each class */
@@ -377,7 +374,7 @@ extern struct mki_heap mki_heap_none; /* owner of abandoned slabs: never a threa
 void mki_heap_free_remote(struct mki_slab *s, void *p);
 struct mki_heap *mki_heap_get_slow(void);
 void *mki_heap_alloc_slow(struct mki_heap *h, unsigned cls);
-void mki_heap_free_slow(struct mki_heap *h, struct mki_slab *s, void *p);
+void mki_heap_free_slow(struct mki_heap *h, struct mki_slab *s);
 void mki_heap_stats(struct mk_stats *st);
 void mki_heap_collect_abandoned(void);
 void mki_heap_trim_self(void);
