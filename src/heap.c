@@ -145,6 +145,14 @@ void mki_heap_free_remote(struct mki_slab *s, void *p)
 		notify_owner(s);
 }
 
+/* A notice can be stale: between the push and this drain the owner may
+ * have freed into the slab, used it up and marked it full again. Then
+ * nothing was freed since the mark, and the slab stays on the full list. */
+static bool slab_still_marked_full(struct mki_slab *s)
+{
+	return atomic_load_explicit(&s->thread_free, memory_order_acquire) == MKI_TF_FULL;
+}
+
 /* Full slabs that got remote frees come back to the partial list. */
 static void drain_reclaim(struct mki_heap *h)
 {
@@ -155,7 +163,7 @@ static void drain_reclaim(struct mki_heap *h)
 		struct mki_slab *next = s->reclaim_next;
 		atomic_store_explicit(&s->in_reclaim, 0, memory_order_release);
 		if (atomic_load_explicit(&s->owner, memory_order_relaxed) == h &&
-		    s->state == MKI_SLAB_FULL)
+		    s->state == MKI_SLAB_FULL && !slab_still_marked_full(s))
 			slab_to_partial(h, s);
 		s = next;
 	}

@@ -197,8 +197,12 @@ uint32_t mki_slab_collect(struct mki_slab *s)
 bool mki_slab_try_mark_full(struct mki_slab *s)
 {
 	uintptr_t expect = 0;
-	return atomic_compare_exchange_strong_explicit(&s->thread_free, &expect, MKI_TF_FULL,
-						       memory_order_acq_rel, memory_order_relaxed);
+	if (atomic_compare_exchange_strong_explicit(&s->thread_free, &expect, MKI_TF_FULL,
+						    memory_order_acq_rel, memory_order_relaxed))
+		return true;
+	/* already marked and nothing freed since: it belongs on the full list
+	 * (returning false here would make the caller retry for ever) */
+	return expect == MKI_TF_FULL;
 }
 
 bool mki_slab_holds_free(struct mki_slab *s, const void *p)

@@ -322,7 +322,8 @@ bool mki_slab_extend(struct mki_slab *s);
 /* move remote frees into the owner's free list; returns how many */
 uint32_t mki_slab_collect(struct mki_slab *s);
 /* Owner only: the slab has nothing left to give. Sets MKI_TF_FULL so the
- * next remote free tells the owner; false if a remote free came first. */
+ * next remote free tells the owner (true also when it is marked already);
+ * false if a remote free came first. */
 bool mki_slab_try_mark_full(struct mki_slab *s);
 static inline size_t mki_slab_index(const struct mki_slab *s, const void *p)
 {
