@@ -66,6 +66,8 @@ static uintptr_t random_key(void)
 
 /* Idempotent and safe to re-enter: pthread_atfork or pthread_key_create
  * may call malloc, which then finds the size classes ready. */
+static void set_slab_fast_max(void);
+
 void mki_init(void)
 {
 	static mki_lock_t init_lock = MKI_LOCK_INIT;
@@ -77,6 +79,7 @@ void mki_init(void)
 	if (!atomic_load_explicit(&mki_initialized, memory_order_relaxed)) {
 		mki_options_init();
 		mki_sizeclass_init();
+		set_slab_fast_max();
 		mki_free_key = random_key();
 		mki_heap_init();
 		pthread_atfork(fork_prepare, fork_parent, fork_child);
@@ -255,15 +258,27 @@ static inline void leak_note_alloc(void *p, size_t size)
 		mki_leak_on_alloc(p, size);
 }
 
+/* The largest request malloc's fast path serves from a slab: below the mmap
+ * threshold, which mallopt may lower; until mki_init has read the options,
+ * only what the class table covers (the threshold is at least a page). */
+static size_t slab_fast_max = MKI_SMALL_MAX - MKI_CANARY;
+
+static void set_slab_fast_max(void)
+{
+	size_t below = mki_opt.mmap_threshold - 1;
+	slab_fast_max = MKI_SLAB_MAX - MKI_CANARY < below ? MKI_SLAB_MAX - MKI_CANARY : below;
+}
+
 void *mki_malloc(size_t size)
 {
-	void *p;
-	if (mki_likely(size <= MKI_SMALL_MAX - MKI_CANARY)) {
-		unsigned cls = mki_class_of_small_size(size + MKI_CANARY);
-		p = canary_arm(alloc_class(size + MKI_CANARY, cls), size, mki_class_size[cls]);
-		if (mki_unlikely(!p))
-			p = alloc_generic(size, MKI_ALIGN, false);
-	} else
+	void *p = NULL;
+	if (mki_likely(size <= slab_fast_max)) {
+		size_t need = size + MKI_CANARY;
+		unsigned cls = mki_likely(need <= MKI_SMALL_MAX) ? mki_class_of_small_size(need)
+								 : mki_class_of_big(need);
+		p = canary_arm(alloc_class(need, cls), size, mki_class_size[cls]);
+	}
+	if (mki_unlikely(!p))
 		p = alloc_generic(size, MKI_ALIGN, false);
 	leak_note_alloc(p, size);
 	return p;
@@ -290,10 +305,33 @@ void *mki_aligned(size_t align, size_t size)
 
 /* ------------------------------------------------------------ free */
 
-static MKI_COLD __attribute__((unused)) void double_free_check(struct mki_slab *s, void *p)
+static bool block_is_free(struct mki_slab *s, const void *p)
 {
-	if (mki_slab_holds_free(s, p))
+	return mki_slab_holds_free(s, p) || mki_heap_foreign_holds(mki_tls_heap, s->cls, p);
+}
+
+/* The tag is keyed by a per-process secret and the block's own address, and
+ * malloc clears it: live data holds it only if the block was freed. The
+ * lists are walked for the message alone; a block on another thread's
+ * foreign list cannot be looked for, and a free must not go on either way. */
+static MKI_COLD __attribute__((unused)) void double_free_abort(struct mki_slab *s, void *p)
+{
+	if (block_is_free(s, p))
 		mki_fatal("double free of %p", p);
+	mki_fatal("double free of %p (freed by another thread, not yet reused)", p);
+}
+
+/* Another heap's block: kept on this thread's foreign list for its next
+ * malloc of the class (heap.c). */
+static inline void foreign_push(struct mki_heap *h, struct mki_slab *s, struct mki_block *b)
+{
+	unsigned cls = s->cls;
+	b->tag = mki_free_tag(b);
+	mki_block_set_next(b, h->foreign[cls]);
+	h->foreign[cls] = b;
+	h->frees[cls]++;
+	if (mki_unlikely(++h->nforeign[cls] > mki_class_foreign_max[cls]))
+		mki_heap_flush_foreign(h, cls, mki_class_foreign_max[cls] / 2);
 }
 
 static MKI_COLD void bad_pointer(const char *what, const void *p, struct mki_page *pg)
@@ -326,7 +364,7 @@ static inline __attribute__((always_inline)) void slab_free(struct mki_slab *s, 
 	if (mki_unlikely(!mki_slab_is_slot_start(s, p) || !mki_slab_contains(s, p)))
 		bad_slab_pointer("free", s, p);
 	if (mki_unlikely(b->tag == mki_free_tag(b)))
-		double_free_check(s, p);
+		double_free_abort(s, p);
 #endif
 #ifdef MKI_SECURE
 	canary_check(s, p);
@@ -343,8 +381,10 @@ static inline __attribute__((always_inline)) void slab_free(struct mki_slab *s, 
 	}
 	if (mki_unlikely(s->cache != NULL))
 		bad_slab_pointer("free", s, p);
-	if (h)
-		h->frees[s->cls]++;
+	if (mki_likely(h != NULL)) {
+		foreign_push(h, s, b);
+		return;
+	}
 	mki_heap_free_remote(s, p);
 }
 
@@ -447,7 +487,7 @@ static size_t usable_or_die(const void *p, const char *what, enum mki_ptr_kind *
 		mki_fatal("%s of interior pointer %p (block starts at %p)", what, p, start);
 	if (*kind == MKI_PTR_SLAB && ((const struct mki_block *)p)->tag == mki_free_tag(p)) {
 		struct mki_chunk *c = mki_chunk_of(p);
-		if (mki_slab_holds_free(mki_page_desc(c, p)->slab, p))
+		if (block_is_free(mki_page_desc(c, p)->slab, p))
 			mki_fatal("%s of freed pointer %p", what, p);
 	}
 #ifdef MKI_SECURE
@@ -557,6 +597,7 @@ int mki_mallopt(int param, int value)
 		if (value < 0)
 			return 0;
 		mki_opt.mmap_threshold = mki_clamp_threshold((size_t)value);
+		set_slab_fast_max();
 		return 1;
 	case M_TRIM_THRESHOLD:
 	case M_TOP_PAD:

@@ -5,7 +5,9 @@
  * no class wastes more than 1/4 of its size to rounding, 1/8 on average
  * above 128 bytes (the notes' internal fragmentation, bounded). Each class
  * has a slab order: the smallest buddy block of at least 64 KiB that holds
- * at least 8 blocks, so a slab's tail waste stays under 1/8.
+ * at least 8 blocks, so a slab's tail waste stays under 1/8. Each class
+ * also has a bound on the other threads' blocks a heap may keep to reuse
+ * (heap.c's foreign lists): 64 KiB worth, at least 4 and at most 256.
  *
  * May call: nothing.
  */
@@ -14,10 +16,14 @@
 uint8_t mki_class_of_small[MKI_SMALL_MAX / MKI_ALIGN + 1];
 uint32_t mki_class_size[MKI_CLASSES_MAX];
 uint8_t mki_class_order[MKI_CLASSES_MAX];
+uint32_t mki_class_foreign_max[MKI_CLASSES_MAX];
 unsigned mki_class_count;
 
 #define MIN_SLAB_ORDER	 4 /* 64 KiB */
 #define MIN_SLAB_OBJECTS 8
+#define FOREIGN_BYTES	 (64u << 10)
+#define FOREIGN_MIN	 4u
+#define FOREIGN_MAX	 256u
 
 static unsigned slab_order_for(size_t size)
 {
@@ -31,6 +37,10 @@ static void add_class(size_t size)
 {
 	mki_class_size[mki_class_count] = (uint32_t)size;
 	mki_class_order[mki_class_count] = (uint8_t)slab_order_for(size);
+	uint32_t n = FOREIGN_BYTES / (uint32_t)size;
+	mki_class_foreign_max[mki_class_count] = n < FOREIGN_MIN   ? FOREIGN_MIN
+						 : n > FOREIGN_MAX ? FOREIGN_MAX
+								   : n;
 	mki_class_count++;
 }
 
@@ -38,9 +48,9 @@ void mki_sizeclass_init(void)
 {
 	if (mki_class_count)
 		return;
-	for (size_t s = MKI_ALIGN; s <= 128; s += MKI_ALIGN)
+	for (size_t s = MKI_ALIGN; s <= MKI_LINEAR_CLASSES * MKI_ALIGN; s += MKI_ALIGN)
 		add_class(s);
-	for (size_t base = 128; base < MKI_SLAB_MAX; base *= 2)
+	for (size_t base = MKI_LINEAR_CLASSES * MKI_ALIGN; base < MKI_SLAB_MAX; base *= 2)
 		for (size_t step = 1; step <= 4; step++)
 			add_class(base + step * base / 4);
 	unsigned c = 0;
@@ -52,18 +62,7 @@ void mki_sizeclass_init(void)
 	}
 }
 
-/* For sizes above MKI_SMALL_MAX: four classes per power of two. */
 unsigned mki_class_of(size_t size)
 {
-	if (size <= MKI_SMALL_MAX)
-		return mki_class_of_small_size(size);
-	unsigned lo = mki_class_of_small_size(MKI_SMALL_MAX), hi = mki_class_count - 1;
-	while (lo < hi) { /* few classes: a binary search is short and branch-light */
-		unsigned mid = (lo + hi) / 2;
-		if (mki_class_size[mid] < size)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return size <= MKI_SMALL_MAX ? mki_class_of_small_size(size) : mki_class_of_big(size);
 }

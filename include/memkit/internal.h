@@ -226,10 +226,20 @@ extern uint8_t mki_class_of_small[MKI_SMALL_MAX / MKI_ALIGN + 1];
 extern uint32_t mki_class_size[MKI_CLASSES_MAX];
 extern uint8_t mki_class_order[MKI_CLASSES_MAX]; /* slab order of each class */
 extern unsigned mki_class_count;
+extern uint32_t mki_class_foreign_max[MKI_CLASSES_MAX]; /* heap.c's foreign lists */
 void mki_sizeclass_init(void);
 static inline unsigned mki_class_of_small_size(size_t size)
 {
 	return mki_class_of_small[(size + MKI_ALIGN - 1) / MKI_ALIGN];
+}
+/* Above 128 bytes four classes per power of two: the class follows from the
+ * highest set bit of size - 1 and the two bits below it. */
+#define MKI_LINEAR_CLASSES 8			     /* 16 .. 128 */
+static inline unsigned mki_class_of_big(size_t size) /* 128 < size <= MKI_SLAB_MAX */
+{
+	size_t s = size - 1;
+	unsigned b = 63u - (unsigned)__builtin_clzl(s);
+	return MKI_LINEAR_CLASSES + (b - 7) * 4 + (unsigned)((s >> (b - 2)) & 3);
 }
 unsigned mki_class_of(size_t size); /* size <= MKI_SLAB_MAX */
 
@@ -361,7 +371,11 @@ struct mki_heap {
 	struct mki_slab *direct[MKI_CLASSES_MAX]; /* fast path: current slab of each class */
 	struct mki_bin bins[MKI_CLASSES_MAX];
 	struct mki_slab *_Atomic reclaim; /* full slabs that got remote frees */
-	struct mki_heap *next_heap;	  /* all heaps, for stats */
+	/* blocks of other heaps' slabs freed by this thread, reused by its next
+	 * mallocs of the class before they go back (bounded, in batches) */
+	struct mki_block *foreign[MKI_CLASSES_MAX];
+	uint32_t nforeign[MKI_CLASSES_MAX];
+	struct mki_heap *next_heap; /* all heaps, for stats */
 	uint64_t allocs[MKI_CLASSES_MAX], frees[MKI_CLASSES_MAX];
 	uint64_t slow_calls;
 	pid_t tid;
@@ -373,6 +387,9 @@ extern struct mki_heap mki_heap_none; /* owner of abandoned slabs: never a threa
 /* a free by a thread that does not own the slab: lock-free push, and the
  * owner is told when the slab was full */
 void mki_heap_free_remote(struct mki_slab *s, void *p);
+/* hands the foreign list of cls back to the slabs, but its `keep` newest */
+void mki_heap_flush_foreign(struct mki_heap *h, unsigned cls, uint32_t keep);
+bool mki_heap_foreign_holds(const struct mki_heap *h, unsigned cls, const void *p);
 struct mki_heap *mki_heap_get_slow(void);
 void *mki_heap_alloc_slow(struct mki_heap *h, unsigned cls);
 void mki_heap_free_slow(struct mki_heap *h, struct mki_slab *s);
