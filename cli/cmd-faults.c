@@ -247,7 +247,7 @@ static void warn_stat_unreadable(pid_t pid)
 static int faults_of_pid_once(pid_t pid, const struct faults_opts *o)
 {
 	struct sample_list l = {0};
-	struct fault_counts fc;
+	struct fault_counts fc = {0};
 	uint64_t starttime;
 
 	if (read_fault_counts(pid, &fc, &starttime) < 0) {

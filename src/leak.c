@@ -6,27 +6,37 @@
  *
  * How:
  *  1. Stacks are captured with libgcc's _Unwind_Backtrace (DWARF call-frame
- *     information, so programs need no frame pointers), or, on x86-64, from
- *     two caches that spare most walks (a per-thread cache of whole stacks,
- *     validated against the return addresses on the stack, and frame sizes
- *     learnt per return address); they are interned in a table of unique
- *     stacks (hash of the frames); a live block costs one 32-byte slot in
- *     one of 64 shards of an open-addressing table.
- *  2. A report freezes the shards, marks blocks reachable from the roots
- *     (conservative scan, as valgrind does), transitively through live
- *     blocks, then unlocks and names the frames with dladdr.
+ *     information, so programs need no frame pointers) only to learn: on
+ *     x86-64, frame sizes learnt per return address let a walk go out from
+ *     the allocator with loads alone, and only until it meets the thread's
+ *     last walk where that is still on the stack (its slots validated
+ *     against the return addresses they held). Stacks are interned in a
+ *     trie (a node per frame, keyed by its caller's node and return
+ *     address), so that the new frames cost a lookup each.
+ *  2. A live block inside a chunk costs a 16-byte entry in a shadow of the
+ *     chunk, indexed by address, written by the block's owner without a
+ *     lock; a large block (mapped on its own) a 32-byte slot in one of 64
+ *     locked shards of an open-addressing table.
+ *  3. A report freezes the shards (not the shadows: chunks are never
+ *     unmapped, so a block freed meanwhile can still be read), marks blocks
+ *     reachable from the roots (conservative scan, as valgrind does),
+ *     transitively through live blocks, then unlocks and names the frames
+ *     with dladdr. Blocks allocated or freed by other threads while it
+ *     runs may be counted or not.
  *
  * Nothing here calls malloc (nor printf, qsort, backtrace() which may): the
  * tables come from mki_meta_alloc, output goes through mki_vsnprintf. A
  * thread-local flag stops re-entry: an allocation made while the tracker
  * itself runs (none is expected) is simply not tracked.
  *
- * May call: libc.c, meta.c, mki_block_of (alloc.c), _Unwind_Backtrace,
+ * May call: libc.c, meta.c, mki_block_of (alloc.c), mki_chunk_of and the
+ * page descriptors' kind (internal.h), _Unwind_Backtrace,
  * dl_iterate_phdr, dladdr1, open/read/close/readlink, sigaction,
  * pthread_atfork, pthread_key_create/setspecific. The exit report itself is
  * written by stats.c (one file for statistics and leaks).
  * Lock order: report_lock, then the shard locks in index order, then
- * stack_lock; meta.c's lock may be taken under any of them.
+ * stack_lock, then threads_lock; meta.c's lock may be taken under any of
+ * them.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -42,7 +52,6 @@
 
 #define LEAK_MAX_FRAMES	   24			 /* frames kept per stack, caller first */
 #define LEAK_MAX_WALK	   (LEAK_MAX_FRAMES + 8) /* and libmemkit's own frames */
-#define LEAK_CACHE_ENTRIES 64			 /* per thread: stacks captured recently */
 #define LEAK_SHARDS	   64			 /* live-block table shards (by address hash) */
 #define LEAK_SHARD_MIN	   256			 /* first capacity of a shard, in slots */
 #define LEAK_STACK_BUCKETS (1u << 20)	/* fixed, so lookups need no lock; touched lazily */
@@ -53,19 +62,30 @@
 
 /* ------------------------------------------------------------ types */
 
-/* One unique call stack. Immutable once published, except the totals,
- * which only a report (under report_lock) writes. */
-struct leak_stack {
-	struct leak_stack *next; /* in its hash bucket */
-	struct leak_stack *all;	 /* list of every stack, for reports */
-	uint64_t hash;
-	uint32_t depth;
-	size_t lost_bytes, lost_blocks;
-	size_t reach_bytes, reach_blocks;
-	void *frames[]; /* return addresses, innermost first */
+/* One unique call stack: a node of a trie rooted at the outermost frame
+ * kept, so that stacks that share their callers share their nodes and a
+ * new stack costs a lookup per frame not seen before. Immutable once
+ * published, except the totals, which only a report (under report_lock)
+ * writes. */
+#define LEAK_KIDS 3 /* callees found without the hash table (a cache miss less) */
+
+struct kid {
+	_Atomic uintptr_t ip; /* 0: free; written last */
+	struct leak_stack *node;
 };
 
-/* A live block. addr 0 marks an empty slot. */
+struct leak_stack {
+	struct kid kids[LEAK_KIDS]; /* the first callees interned, set once */
+	struct leak_stack *parent;  /* the same stack without its innermost frame */
+	struct leak_stack *next;    /* in its hash bucket (keyed by parent, ip) */
+	struct leak_stack *all;	    /* list of every stack, for reports */
+	uintptr_t ip;		    /* the innermost frame's return address */
+	uint32_t depth;		    /* frames: 0 for the root (no stack) */
+	size_t lost_bytes, lost_blocks;
+	size_t reach_bytes, reach_blocks;
+};
+
+/* A live block outside the chunks (a large mapping). addr 0: empty slot. */
 struct live_block {
 	uintptr_t addr;
 	size_t size; /* as requested */
@@ -76,10 +96,18 @@ struct live_block {
 struct shard {
 	mki_lock_t lock;
 	uint32_t count;
-	size_t bytes; /* requested bytes of its live blocks */
-	size_t mask;  /* capacity - 1; capacity is a power of two, or 0 */
+	size_t mask; /* capacity - 1; capacity is a power of two, or 0 */
 	struct live_block *slots;
 } __attribute__((aligned(64)));
+
+/* A live block inside a chunk (slab or page run), found by its address in
+ * the shadow of its chunk. The owner of the block writes it without a lock
+ * (info first, stack last; free clears stack); a report reads it and sets
+ * the mark bit with a compare-and-swap, so neither loses the other's write. */
+struct shadow_entry {
+	_Atomic uintptr_t stack; /* struct leak_stack * | SHADOW_MARK; 0: no block */
+	_Atomic uint64_t info;	 /* requested size | epoch << 32 */
+};
 
 /* A range of memory scanned for pointers. */
 struct root {
@@ -101,6 +129,7 @@ bool mki_leak_active;
 static struct shard shards[LEAK_SHARDS];
 static struct leak_stack *_Atomic *stack_buckets;
 static struct leak_stack *_Atomic all_stacks;
+static struct leak_stack *root_stack; /* depth 0: the parent of outermost frames */
 static _Atomic size_t stack_count;
 static mki_lock_t stack_lock = MKI_LOCK_INIT;
 static mki_lock_t report_lock = MKI_LOCK_INIT;
@@ -135,14 +164,6 @@ static inline uint64_t mix64(uint64_t x)
 	return x;
 }
 
-static uint64_t hash_frames(void *const *frames, unsigned depth)
-{
-	uint64_t h = 0x9e3779b97f4a7c15ull ^ depth;
-	for (unsigned i = 0; i < depth; i++)
-		h = mix64(h ^ (uintptr_t)frames[i]);
-	return h ? h : 1;
-}
-
 static inline struct shard *shard_of(uintptr_t addr)
 {
 	return &shards[mix64(addr) >> 58];
@@ -150,19 +171,17 @@ static inline struct shard *shard_of(uintptr_t addr)
 
 /* ------------------------------------------------------------ stack table */
 
-static bool same_stack(const struct leak_stack *s, uint64_t hash, void *const *frames,
-		       unsigned depth)
+static inline size_t child_bucket(const struct leak_stack *parent, uintptr_t ip)
 {
-	return s->hash == hash && s->depth == depth &&
-	       !memcmp(s->frames, frames, depth * sizeof(void *));
+	return mix64(ip ^ ((uintptr_t)parent * 0x9e3779b97f4a7c15ull)) % LEAK_STACK_BUCKETS;
 }
 
-static struct leak_stack *stack_find(uint64_t hash, void *const *frames, unsigned depth)
+static struct leak_stack *child_find(struct leak_stack *_Atomic *bucket,
+				     const struct leak_stack *parent, uintptr_t ip)
 {
-	struct leak_stack *s =
-	    atomic_load_explicit(&stack_buckets[hash % LEAK_STACK_BUCKETS], memory_order_acquire);
+	struct leak_stack *s = atomic_load_explicit(bucket, memory_order_acquire);
 	for (; s; s = s->next)
-		if (same_stack(s, hash, frames, depth))
+		if (s->ip == ip && s->parent == parent)
 			return s;
 	return NULL;
 }
@@ -171,61 +190,97 @@ static struct leak_stack *stack_find(uint64_t hash, void *const *frames, unsigne
  * stack_lock, rather than one metadata allocation (and lock) each. */
 static char *stack_arena, *stack_arena_end;
 
-static void *stack_arena_alloc_locked(size_t size)
+static struct leak_stack *stack_new_locked(void)
 {
-	size = mki_align_up(size, sizeof(void *));
+	size_t size = sizeof(struct leak_stack);
 	if ((size_t)(stack_arena_end - stack_arena) < size) {
 		stack_arena = mki_meta_alloc(LEAK_STACK_ARENA);
 		if (!stack_arena)
 			return NULL;
 		stack_arena_end = stack_arena + LEAK_STACK_ARENA;
 	}
-	void *p = stack_arena;
+	struct leak_stack *s = (struct leak_stack *)stack_arena;
 	stack_arena += size;
-	return p;
-}
-
-static struct leak_stack *stack_insert_locked(uint64_t hash, void *const *frames, unsigned depth)
-{
-	struct leak_stack *s = stack_arena_alloc_locked(sizeof(*s) + depth * sizeof(void *));
-	if (!s)
-		return NULL;
-	s->hash = hash;
-	s->depth = depth;
-	memcpy(s->frames, frames, depth * sizeof(void *));
-	struct leak_stack *_Atomic *bucket = &stack_buckets[hash % LEAK_STACK_BUCKETS];
-	s->next = atomic_load_explicit(bucket, memory_order_relaxed);
 	s->all = atomic_load_explicit(&all_stacks, memory_order_relaxed);
-	/* release: a lock-free reader that sees s sees its frames */
-	atomic_store_explicit(bucket, s, memory_order_release);
 	atomic_store_explicit(&all_stacks, s, memory_order_release);
 	atomic_fetch_add_explicit(&stack_count, 1, memory_order_relaxed);
 	return s;
 }
 
-/* The unique copy of this stack; lookups take no lock, inserts do. */
-static struct leak_stack *stack_intern(void *const *frames, unsigned depth)
+static struct leak_stack *child_insert_locked(struct leak_stack *_Atomic *bucket,
+					      struct leak_stack *parent, uintptr_t ip)
 {
-	uint64_t hash = hash_frames(frames, depth);
-	struct leak_stack *s = stack_find(hash, frames, depth);
+	struct leak_stack *s = stack_new_locked();
+	if (!s)
+		return NULL;
+	s->parent = parent;
+	s->ip = ip;
+	s->depth = parent->depth + 1;
+	s->next = atomic_load_explicit(bucket, memory_order_relaxed);
+	/* release: a lock-free reader that sees s sees its fields */
+	atomic_store_explicit(bucket, s, memory_order_release);
+	return s;
+}
+
+/* The parent's inline slots first: the parent is usually in cache (the
+ * walk just came through it), a hash bucket seldom is. */
+static inline struct leak_stack *kid_find(const struct leak_stack *parent, uintptr_t ip)
+{
+	for (unsigned i = 0; i < LEAK_KIDS; i++) {
+		uintptr_t k = atomic_load_explicit(&parent->kids[i].ip, memory_order_acquire);
+		if (k == ip)
+			return parent->kids[i].node;
+		if (!k)
+			return NULL;
+	}
+	return NULL;
+}
+
+static void kid_add_locked(struct leak_stack *parent, struct leak_stack *s)
+{
+	for (unsigned i = 0; i < LEAK_KIDS; i++) {
+		if (atomic_load_explicit(&parent->kids[i].ip, memory_order_relaxed))
+			continue;
+		parent->kids[i].node = s;
+		/* release: a reader that sees ip sees node */
+		atomic_store_explicit(&parent->kids[i].ip, s->ip, memory_order_release);
+		return;
+	}
+}
+
+/* The stack `parent` called from ip; lookups take no lock, inserts do. */
+static struct leak_stack *stack_child(struct leak_stack *parent, uintptr_t ip)
+{
+	struct leak_stack *s = kid_find(parent, ip);
+	if (mki_likely(s != NULL))
+		return s;
+	struct leak_stack *_Atomic *bucket = &stack_buckets[child_bucket(parent, ip)];
+	s = child_find(bucket, parent, ip);
 	if (mki_likely(s != NULL))
 		return s;
 	mki_lock(&stack_lock);
-	s = stack_find(hash, frames, depth);
-	if (!s)
-		s = stack_insert_locked(hash, frames, depth);
+	s = child_find(bucket, parent, ip);
+	if (!s) {
+		s = child_insert_locked(bucket, parent, ip);
+		if (s)
+			kid_add_locked(parent, s);
+	}
 	mki_unlock(&stack_lock);
 	return s;
 }
 
 /* ------------------------------------------------------------ stack capture
  * The unwinder costs about 150 ns a frame (DWARF rules looked up and run for
- * each). Programs allocate from a few call sites in loops, so each thread
- * keeps a small cache: the stack found for a given frame address of
- * stack_of_caller, with where each return address of the walk lay and what
- * it was. A hit re-reads those slots; when every one still holds the same
- * return address, the chain of callers is the same one (every slot lies in
- * a live frame above us), and the unwinder is not run. */
+ * each), so it runs only to learn. Each thread remembers its last walk: for
+ * each frame kept, where its return address lay, which one it was, and the
+ * stack (trie node) from there outwards. The next capture walks out from
+ * its own frame with learnt frame sizes (below) only until it meets a slot
+ * of the last walk holding the same return address; when every slot further
+ * out still holds its return address too, the chain of callers there is the
+ * one seen before (every slot lies in a live frame above us), so the stack
+ * is that node extended by the few new frames: one trie lookup each. A
+ * program allocating in a loop meets the last walk at its first frame; a
+ * recursive one (a tree built node by node) a frame or two further out. */
 
 struct walk {
 	void *frames[LEAK_MAX_FRAMES]; /* kept: the caller's frames */
@@ -237,23 +292,40 @@ struct walk {
 	bool truncated;	   /* stopped at the frame limit, not at the outermost frame */
 };
 
-struct cached_stack {
-	uintptr_t key; /* frame address of stack_of_caller; 0: empty */
-	struct leak_stack *stack;
-	unsigned nslots;
-	uintptr_t slot[LEAK_MAX_WALK]; /* where a return address lay */
-	uintptr_t ra[LEAK_MAX_WALK];   /* and which one */
+/* The kept frames of a thread's last walk, innermost first. */
+struct last_walk {
+	unsigned n;			 /* 0: none to reuse */
+	bool truncated;			 /* frames beyond the last one were not kept */
+	uintptr_t slot[LEAK_MAX_FRAMES]; /* where the return address lay */
+	uintptr_t ra[LEAK_MAX_FRAMES];
+	struct leak_stack *node[LEAK_MAX_FRAMES]; /* the stack from frame k outwards */
 };
 
-struct stack_cache {
-	struct cached_stack e[LEAK_CACHE_ENTRIES];
-	uintptr_t stack_top; /* highest CFA a full walk reached on this thread */
+/* Per thread: the last walk, and the requested bytes this thread's hooks
+ * added and removed (one counter per thread rather than a shared one that
+ * every core would fight over; a sum over threads gives the total). */
+struct own_frames {
+	unsigned n;
+	uintptr_t slot[LEAK_MAX_WALK - LEAK_MAX_FRAMES];
+	uintptr_t ra[LEAK_MAX_WALK - LEAK_MAX_FRAMES];
+	uintptr_t user_cfa; /* the CFA past them; 0: not known */
 };
 
-#define CACHE_DEAD ((struct stack_cache *)1) /* the thread is exiting */
-static __thread struct stack_cache *tcache __attribute__((tls_model("initial-exec")));
-static pthread_key_t tcache_key;
-static bool tcache_key_ok;
+struct tstate {
+	struct last_walk last;
+	struct own_frames own; /* libmemkit's frames the last walk began with */
+	uintptr_t stack_top;   /* highest CFA a full walk reached on this thread */
+	_Atomic intptr_t bytes;
+	struct tstate *next, *prev; /* in `threads` */
+};
+
+#define TSTATE_DEAD ((struct tstate *)1) /* the thread is exiting */
+static __thread struct tstate *tstate __attribute__((tls_model("initial-exec")));
+static pthread_key_t tstate_key;
+static bool tstate_key_ok;
+static struct tstate *threads; /* every tstate, for the byte total */
+static mki_lock_t threads_lock = MKI_LOCK_INIT;
+static _Atomic intptr_t retired_bytes; /* of exited threads, and of hooks without a tstate */
 
 /* Add a frame; false when the walk is full. */
 static bool walk_add(struct walk *w, uintptr_t ip, uintptr_t cfa)
@@ -281,11 +353,11 @@ static _Unwind_Reason_Code walk_frame(struct _Unwind_Context *ctx, void *arg)
 }
 
 /* ------------------------------------------------------------ frame sizes
- * The second level: the distance from a frame's stack pointer at a call
- * site to its CFA is fixed for a given return address, unless the function
- * allocates on the stack at run time (alloca, VLAs). Full walks teach that
- * distance per return address (a second, different observation marks the
- * address variable); then a walk needs only loads: cfa += size(ip),
+ * The distance from a frame's stack pointer at a call site to its CFA is
+ * fixed for a given return address, unless the function allocates on the
+ * stack at run time (alloca, VLAs). Full walks teach that distance per
+ * return address (a second, different observation marks the address
+ * variable); then a walk needs only loads: cfa += size(ip),
  * ip = *(cfa - 8). Every address reached must be one a full walk has seen,
  * else the full walk runs. */
 
@@ -337,7 +409,7 @@ static void rule_learn(uintptr_t ip, int32_t size)
 }
 
 /* After a full walk that kept the return-address rule (walk_is_cacheable). */
-static void learn_frame_sizes(const struct walk *w, struct stack_cache *c)
+static void learn_frame_sizes(const struct walk *w, struct tstate *t)
 {
 	if (!rules)
 		return;
@@ -349,8 +421,8 @@ static void learn_frame_sizes(const struct walk *w, struct stack_cache *c)
 	if (w->truncated || w->nwalk < 2)
 		return;
 	rule_learn(w->ip[w->nwalk - 1], RULE_OUTERMOST);
-	if (c && w->cfa[w->nwalk - 1] > c->stack_top)
-		c->stack_top = w->cfa[w->nwalk - 1];
+	if (t && w->cfa[w->nwalk - 1] > t->stack_top)
+		t->stack_top = w->cfa[w->nwalk - 1];
 }
 
 /* Walk from frame 1 (our caller) with learnt frame sizes only; false when
@@ -379,7 +451,7 @@ static bool fast_walk(struct walk *w, uintptr_t ip, uintptr_t cfa, uintptr_t top
  * callee): the return address IP lies just below that CFA (x86-64's call
  * instruction defines it so). Frame 0 is stack_of_caller, whose callee, the
  * unwinder, is gone by then: its slot is not kept. A walk through a signal
- * frame breaks the rule and is not cached. */
+ * frame breaks the rule and is neither learnt from nor reused. */
 static bool walk_is_cacheable(const struct walk *w)
 {
 #if defined(__x86_64__)
@@ -393,86 +465,370 @@ static bool walk_is_cacheable(const struct walk *w)
 #endif
 }
 
-static void cache_fill(struct cached_stack *e, uintptr_t key, const struct walk *w,
-		       struct leak_stack *st)
+/* The stack of a whole walk, interned from its outermost kept frame in;
+ * the last walk (if any) remembers it for the next capture. */
+static struct leak_stack *intern_walk(const struct walk *w, struct last_walk *l, bool reusable)
 {
-	e->key = 0;
-	if (!walk_is_cacheable(w))
-		return;
-	e->nslots = w->nwalk - 1;
-	for (unsigned i = 0; i < e->nslots; i++) {
-		e->slot[i] = w->cfa[i + 1] - sizeof(void *);
-		e->ra[i] = w->ip[i + 1];
+	struct leak_stack *node = root_stack;
+	unsigned first = w->nwalk - w->n; /* the kept frames end the walk */
+	if (l)
+		l->n = 0;
+	for (unsigned k = w->n; k-- > 0;) {
+		node = stack_child(node, (uintptr_t)w->frames[k]);
+		if (!node)
+			return NULL;
+		if (l) {
+			l->slot[k] = w->cfa[first + k] - sizeof(void *);
+			l->ra[k] = w->ip[first + k];
+			l->node[k] = node;
+		}
 	}
-	e->stack = st;
-	e->key = key;
+	if (l && reusable) {
+		l->n = w->n;
+		l->truncated = w->truncated;
+	}
+	return node;
 }
 
-static bool cache_hit(const struct cached_stack *e, uintptr_t key)
+/* Frames an incremental walk found before it met the last walk. */
+struct fresh {
+	unsigned n;
+	uintptr_t ip[LEAK_MAX_FRAMES];
+	uintptr_t slot[LEAK_MAX_FRAMES];
+};
+
+/* The outermost entry of the last walk beyond `from` whose slot no longer
+ * holds its return address, or `from` when all do. */
+static unsigned outermost_change(const struct last_walk *l, unsigned from)
 {
-	if (e->key != key)
+	unsigned changed = from;
+	for (unsigned i = from + 1; i < l->n; i++)
+		if (*(const uintptr_t *)l->slot[i] != l->ra[i])
+			changed = i;
+	return changed;
+}
+
+/* The last walk becomes the fresh frames, then its own frames from k out;
+ * returns the stack of the innermost one (NULL without memory). */
+static struct leak_stack *splice_walk(struct last_walk *l, unsigned k, const struct fresh *f)
+{
+	struct leak_stack *node = k < l->n ? l->node[k] : root_stack;
+	unsigned keep = l->n - k;
+	if (f->n != k) {
+		memmove(&l->slot[f->n], &l->slot[k], keep * sizeof(l->slot[0]));
+		memmove(&l->ra[f->n], &l->ra[k], keep * sizeof(l->ra[0]));
+		memmove(&l->node[f->n], &l->node[k], keep * sizeof(l->node[0]));
+	}
+	for (unsigned i = f->n; i-- > 0;) {
+		node = stack_child(node, f->ip[i]);
+		if (!node) {
+			l->n = 0;
+			return NULL;
+		}
+		l->slot[i] = f->slot[i];
+		l->ra[i] = f->ip[i];
+		l->node[i] = node;
+	}
+	l->n = f->n + keep;
+	return node;
+}
+
+/* The walk met entry k of the last walk, and the frames further out are
+ * unchanged: reuse it if the kept frames still start at the same outermost
+ * one (else the trie path would differ: NULL, walk in full). */
+static struct leak_stack *meet_last_walk(struct last_walk *l, unsigned k, const struct fresh *f)
+{
+	unsigned depth = f->n + (l->n - k);
+	if (l->truncated ? depth != l->n : depth > LEAK_MAX_FRAMES)
+		return NULL;
+	return splice_walk(l, k, f);
+}
+
+/* From frame 1 (ip, cfa) outwards with learnt frame sizes, until the last
+ * walk is met or the outermost frame reached; NULL when that cannot be
+ * done (a size not learnt, too deep): the caller walks in full. */
+/* libmemkit's own frames, at the same places with the same return
+ * addresses as in the last walk, lead to the same first frame of the
+ * program: skip them without looking up their sizes. */
+static bool skip_own_frames(const struct own_frames *o, uintptr_t *ip, uintptr_t *cfa)
+{
+	if (!o->user_cfa || o->slot[0] != *cfa - sizeof(void *) || o->ra[0] != *ip)
 		return false;
-	for (unsigned i = 0; i < e->nslots; i++)
-		if (*(const uintptr_t *)e->slot[i] != e->ra[i])
+	for (unsigned i = 1; i < o->n; i++)
+		if (*(const uintptr_t *)o->slot[i] != o->ra[i])
 			return false;
+	*cfa = o->user_cfa;
+	*ip = *(const uintptr_t *)(*cfa - sizeof(void *));
 	return true;
 }
 
-static void tcache_release(void *p)
+static struct leak_stack *walk_incremental(struct tstate *t, uintptr_t ip, uintptr_t cfa)
 {
-	tcache = CACHE_DEAD;
-	mki_meta_free(p, sizeof(struct stack_cache));
+	struct last_walk *l = &t->last;
+	struct own_frames *o = &t->own;
+	struct fresh f;
+	unsigned k = 0, stale = 0; /* entries below `stale` cannot be met */
+	bool own = !skip_own_frames(o, &ip, &cfa), too_many = false;
+	if (own) {
+		o->n = 0;
+		o->user_cfa = 0; /* until the walk reaches the program */
+	}
+	f.n = 0;
+	for (unsigned step = 0; step < LEAK_MAX_WALK; step++) {
+		if (cfa > t->stack_top || (cfa & (sizeof(void *) - 1)))
+			return NULL;
+		uintptr_t slot = cfa - sizeof(void *);
+		if (own && ip >= own_text_lo && ip < own_text_hi) {
+			if (o->n < LEAK_MAX_WALK - LEAK_MAX_FRAMES) {
+				o->slot[o->n] = slot;
+				o->ra[o->n++] = ip;
+			} else {
+				too_many = true;
+			}
+		} else {
+			if (own) {
+				own = false;
+				o->user_cfa = too_many || !o->n ? 0 : cfa;
+			}
+			while (k < l->n && l->slot[k] < slot)
+				k++; /* frames that have returned since */
+			if (k >= stale && k < l->n && l->slot[k] == slot && l->ra[k] == ip) {
+				/* a caller further out may have changed (a sibling
+				 * call at the same depth): then meet beyond it */
+				unsigned changed = outermost_change(l, k);
+				if (changed == k)
+					return meet_last_walk(l, k, &f);
+				stale = changed + 1;
+			}
+			if (f.n == LEAK_MAX_FRAMES)
+				return NULL;
+			f.ip[f.n] = ip;
+			f.slot[f.n++] = slot;
+		}
+		int32_t size = rule_size(ip);
+		if (size == 0 || size == RULE_VARIABLE)
+			return NULL;
+		if (size == RULE_OUTERMOST) {
+			l->truncated = false;
+			return splice_walk(l, l->n, &f);
+		}
+		cfa += (uintptr_t)size;
+		ip = *(const uintptr_t *)(cfa - sizeof(void *));
+	}
+	return NULL;
 }
 
-static struct stack_cache *thread_cache(void)
+static void tstate_release(void *p)
 {
-	struct stack_cache *c = tcache;
-	if (mki_likely(c != NULL))
-		return c == CACHE_DEAD ? NULL : c;
-	c = mki_meta_alloc(sizeof(*c));
-	if (!c)
+	struct tstate *t = p;
+	mki_lock(&threads_lock);
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		threads = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	atomic_fetch_add_explicit(&retired_bytes, atomic_load(&t->bytes), memory_order_relaxed);
+	mki_unlock(&threads_lock);
+	tstate = TSTATE_DEAD;
+	mki_meta_free(t, sizeof(*t));
+}
+
+static struct tstate *thread_state(void)
+{
+	struct tstate *t = tstate;
+	if (mki_likely(t != NULL))
+		return t == TSTATE_DEAD ? NULL : t;
+	t = mki_meta_alloc(sizeof(*t));
+	if (!t)
 		return NULL;
-	/* the destructor gives the cache back when the thread exits */
-	if (tcache_key_ok)
-		pthread_setspecific(tcache_key, c);
-	tcache = c;
-	return c;
+	mki_lock(&threads_lock);
+	t->next = threads;
+	if (threads)
+		threads->prev = t;
+	threads = t;
+	mki_unlock(&threads_lock);
+	/* the destructor gives the state back when the thread exits */
+	if (tstate_key_ok)
+		pthread_setspecific(tstate_key, t);
+	tstate = t;
+	return t;
 }
 
-/* The interned stack of whoever called the allocator. */
-static MKI_NOINLINE struct leak_stack *stack_of_caller(void)
+/* requested bytes: a thread's own counter, written by that thread only */
+static inline void count_bytes(struct tstate *t, intptr_t delta)
 {
-	uintptr_t key = (uintptr_t)__builtin_frame_address(0);
-	struct stack_cache *c = thread_cache();
-	struct cached_stack *e = c ? &c->e[mix64(key) % LEAK_CACHE_ENTRIES] : NULL;
-	if (e && cache_hit(e, key))
-		return e->stack;
+	if (mki_likely(t != NULL))
+		atomic_store_explicit(&t->bytes,
+				      atomic_load_explicit(&t->bytes, memory_order_relaxed) + delta,
+				      memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(&retired_bytes, delta, memory_order_relaxed);
+}
+
+/* The full walk: learnt sizes if all are known, else libgcc's unwinder. */
+static MKI_NOINLINE struct leak_stack *walk_full(struct tstate *t, uintptr_t ip, uintptr_t cfa)
+{
 	struct walk w;
 	memset(&w, 0, offsetof(struct walk, ip));
-	w.nwalk = 0;
 	w.in_allocator = true;
-#if defined(__x86_64__)
-	/* our CFA is the frame pointer + 16; the return address lies below it */
-	bool fast =
-	    c && fast_walk(&w, (uintptr_t)__builtin_return_address(0), key + 16, c->stack_top);
-#else
-	bool fast = false;
-#endif
-	if (!fast) {
+	if (!(t && fast_walk(&w, ip, cfa, t->stack_top))) {
 		w.n = w.nwalk = 0;
 		w.in_allocator = true;
 		w.truncated = false;
 		_Unwind_Backtrace(walk_frame, &w);
 		if (walk_is_cacheable(&w))
-			learn_frame_sizes(&w, c);
+			learn_frame_sizes(&w, t);
+		else if (t)
+			t->last.n = 0;
 	}
-	struct leak_stack *st = stack_intern(w.frames, w.n);
-	if (e && st)
-		cache_fill(e, key, &w, st);
-	return st;
+	return intern_walk(&w, t ? &t->last : NULL, walk_is_cacheable(&w));
 }
 
-/* ------------------------------------------------------------ live blocks */
+/* The interned stack of whoever called the allocator. */
+static MKI_NOINLINE struct leak_stack *stack_of_caller(struct tstate *t)
+{
+	/* our CFA is the frame pointer + 16; the return address lies below it */
+	uintptr_t cfa = (uintptr_t)__builtin_frame_address(0) + 16;
+	uintptr_t ip = (uintptr_t)__builtin_return_address(0);
+#if defined(__x86_64__)
+	if (t && rules && t->stack_top) {
+		struct leak_stack *st = walk_incremental(t, ip, cfa);
+		if (st)
+			return st;
+	}
+#endif
+	return walk_full(t, ip, cfa);
+}
+
+/* ------------------------------------------------------------ chunk shadows
+ * Blocks inside chunks (slabs and page runs: all but large mappings) are
+ * recorded in a shadow of their chunk: one 16-byte entry per 16-byte
+ * granule, found from the address with two loads (a radix map shaped like
+ * mki_radix), no hash, no lock. Blocks allocated one after another sit
+ * side by side, so their entries share cache lines. A shadow is mapped
+ * untouched (4 MiB of address space per chunk) and only the pages of
+ * entries in use become resident. Chunks are never unmapped, so a report
+ * may read a block's memory while its owner frees it. */
+
+#define SHADOW_SHIFT   4 /* a granule: MKI_ALIGN */
+#define SHADOW_ENTRIES (MKI_CHUNK_SIZE >> SHADOW_SHIFT)
+#define SHADOW_L2      (1u << MKI_RADIX_L2_BITS)
+#define SHADOW_MARK    ((uintptr_t)1) /* in shadow_entry.stack: reachable */
+#define INFO_SIZE(i)   ((size_t)((i)&0xffffffffu))
+#define INFO_EPOCH(i)  ((i) >> 32)
+
+static struct shadow_entry *_Atomic *_Atomic shadow_dir[1u << MKI_RADIX_L1_BITS];
+
+/* *slot, created if need be (a lost race frees the loser's copy) */
+static void *install(void *_Atomic *slot, size_t size)
+{
+	void *cur = atomic_load_explicit(slot, memory_order_acquire);
+	if (cur)
+		return cur;
+	void *fresh = mki_meta_alloc(size);
+	if (!fresh)
+		return NULL;
+	if (atomic_compare_exchange_strong(slot, &cur, fresh))
+		return fresh;
+	mki_meta_free(fresh, size);
+	return cur;
+}
+
+/* The entry of address a (inside a chunk); NULL if its shadow does not
+ * exist and create is false, or without memory. */
+static struct shadow_entry *shadow_entry_of(uintptr_t a, bool create)
+{
+	uintptr_t n = a >> MKI_CHUNK_SHIFT;
+	struct shadow_entry *_Atomic *l2 =
+	    atomic_load_explicit(&shadow_dir[n >> MKI_RADIX_L2_BITS], memory_order_acquire);
+	if (mki_unlikely(!l2)) {
+		if (!create)
+			return NULL;
+		l2 = install((void *_Atomic *)&shadow_dir[n >> MKI_RADIX_L2_BITS],
+			     SHADOW_L2 * sizeof(*l2));
+		if (!l2)
+			return NULL;
+	}
+	struct shadow_entry *sh =
+	    atomic_load_explicit(&l2[n & (SHADOW_L2 - 1)], memory_order_acquire);
+	if (mki_unlikely(!sh)) {
+		if (!create)
+			return NULL;
+		sh = install((void *_Atomic *)&l2[n & (SHADOW_L2 - 1)],
+			     SHADOW_ENTRIES * sizeof(*sh));
+		if (!sh)
+			return NULL;
+	}
+	return &sh[(a & (MKI_CHUNK_SIZE - 1)) >> SHADOW_SHIFT];
+}
+
+static inline bool in_chunk(uintptr_t a)
+{
+	return mki_chunk_of((void *)a) != NULL;
+}
+
+static bool shadow_insert(uintptr_t addr, size_t size, struct leak_stack *st)
+{
+	struct shadow_entry *e = shadow_entry_of(addr, true);
+	if (!e)
+		return false;
+	uint64_t ep = atomic_load_explicit(&epoch, memory_order_relaxed);
+	atomic_store_explicit(&e->info, (uint64_t)size | ep << 32, memory_order_relaxed);
+	/* release: a report that sees the stack sees the size */
+	atomic_store_explicit(&e->stack, (uintptr_t)st, memory_order_release);
+	return true;
+}
+
+/* the requested size of the block removed, 0 if none was recorded */
+static size_t shadow_remove(uintptr_t addr)
+{
+	struct shadow_entry *e = shadow_entry_of(addr, false);
+	if (!e || !atomic_load_explicit(&e->stack, memory_order_relaxed))
+		return 0;
+	size_t size = INFO_SIZE(atomic_load_explicit(&e->info, memory_order_relaxed));
+	atomic_store_explicit(&e->stack, 0, memory_order_relaxed);
+	return size;
+}
+
+/* Calls fn on every entry of every chunk page that may hold blocks (slab
+ * and run pages): other pages' shadow stays untouched. */
+typedef void (*entry_fn)(void *ctx, uintptr_t addr, struct shadow_entry *e);
+
+static void shadow_each_in_chunk(struct shadow_entry *sh, uintptr_t base, entry_fn fn, void *ctx)
+{
+	struct mki_chunk *c = mki_chunk_of((void *)base);
+	if (!c)
+		return;
+	const size_t per_page = MKI_PAGE_SIZE >> SHADOW_SHIFT;
+	for (size_t pg = 0; pg < MKI_CHUNK_PAGES; pg++) {
+		uint8_t kind = __atomic_load_n(&c->pages[pg].kind, __ATOMIC_RELAXED);
+		if (kind != MKI_PAGE_SLAB && kind != MKI_PAGE_RUN)
+			continue;
+		for (size_t i = pg * per_page; i < (pg + 1) * per_page; i++)
+			if (atomic_load_explicit(&sh[i].stack, memory_order_acquire))
+				fn(ctx, base + (i << SHADOW_SHIFT), &sh[i]);
+	}
+}
+
+static void shadow_each(entry_fn fn, void *ctx)
+{
+	for (size_t i = 0; i < (1u << MKI_RADIX_L1_BITS); i++) {
+		struct shadow_entry *_Atomic *l2 = atomic_load(&shadow_dir[i]);
+		for (size_t j = 0; l2 && j < SHADOW_L2; j++) {
+			struct shadow_entry *sh = atomic_load(&l2[j]);
+			if (sh)
+				shadow_each_in_chunk(sh, (i * SHADOW_L2 + j) << MKI_CHUNK_SHIFT, fn,
+						     ctx);
+		}
+	}
+}
+
+/* ------------------------------------------------------------ large blocks
+ * Blocks outside the chunks (large mappings, which free unmaps) are few
+ * and slow to allocate anyway: they go to 64 shards of an open-addressing
+ * table keyed by address, under the shard's lock, which a report holds
+ * while it reads them. */
 
 static struct live_block *slot_find_locked(const struct shard *sh, uintptr_t addr)
 {
@@ -496,9 +852,6 @@ static void slot_put_locked(struct shard *sh, const struct live_block *nb)
 		i = (i + 1) & sh->mask;
 	if (!sh->slots[i].addr)
 		sh->count++;
-	else
-		sh->bytes -= sh->slots[i].size;
-	sh->bytes += nb->size;
 	sh->slots[i] = *nb;
 }
 
@@ -514,7 +867,6 @@ static bool shard_grow_locked(struct shard *sh)
 	sh->slots = slots;
 	sh->mask = cap - 1;
 	sh->count = 0;
-	sh->bytes = 0;
 	for (size_t i = 0; i < old_cap; i++)
 		if (old[i].addr)
 			slot_put_locked(sh, &old[i]);
@@ -522,7 +874,7 @@ static bool shard_grow_locked(struct shard *sh)
 	return true;
 }
 
-static void live_insert(uintptr_t addr, size_t size, struct leak_stack *stack)
+static bool live_insert(uintptr_t addr, size_t size, struct leak_stack *stack)
 {
 	struct live_block nb = {addr, size, stack,
 				atomic_load_explicit(&epoch, memory_order_relaxed)};
@@ -532,11 +884,11 @@ static void live_insert(uintptr_t addr, size_t size, struct leak_stack *stack)
 	if (((size_t)sh->count + 1) * 2 > (sh->slots ? sh->mask + 1 : 0) &&
 	    !shard_grow_locked(sh)) {
 		mki_unlock(&sh->lock);
-		atomic_fetch_add_explicit(&untracked, 1, memory_order_relaxed);
-		return;
+		return false;
 	}
 	slot_put_locked(sh, &nb);
 	mki_unlock(&sh->lock);
+	return true;
 }
 
 /* Remove slot i and shift back the entries of its probe run (no tombstones,
@@ -544,7 +896,6 @@ static void live_insert(uintptr_t addr, size_t size, struct leak_stack *stack)
 static void slot_delete_locked(struct shard *sh, size_t i)
 {
 	size_t j = i;
-	sh->bytes -= sh->slots[i].size;
 	for (;;) {
 		sh->slots[i].addr = 0;
 		for (;;) {
@@ -564,14 +915,19 @@ done:
 	sh->count--;
 }
 
-static void live_remove(uintptr_t addr)
+/* the requested size of the block removed, 0 if none was recorded */
+static size_t live_remove(uintptr_t addr)
 {
 	struct shard *sh = shard_of(addr);
+	size_t size = 0;
 	mki_lock(&sh->lock);
 	struct live_block *b = slot_find_locked(sh, addr);
-	if (b)
+	if (b) {
+		size = b->size;
 		slot_delete_locked(sh, (size_t)(b - sh->slots));
+	}
 	mki_unlock(&sh->lock);
+	return size;
 }
 
 static void lock_all_shards(void)
@@ -593,10 +949,12 @@ static void leak_fork_prepare(void)
 	mki_lock(&report_lock);
 	lock_all_shards();
 	mki_lock(&stack_lock);
+	mki_lock(&threads_lock);
 }
 
 static void leak_fork_parent(void)
 {
+	mki_unlock(&threads_lock);
 	mki_unlock(&stack_lock);
 	unlock_all_shards();
 	mki_unlock(&report_lock);
@@ -604,6 +962,7 @@ static void leak_fork_parent(void)
 
 static void leak_fork_child(void)
 {
+	mki_lock_reset(&threads_lock);
 	mki_lock_reset(&stack_lock);
 	for (unsigned i = 0; i < LEAK_SHARDS; i++)
 		mki_lock_reset(&shards[i].lock);
@@ -626,15 +985,29 @@ static void register_fork_handlers_once(void)
 
 static void report_signal_window(void);
 
+static void record_block(struct tstate *t, uintptr_t p, size_t size, struct leak_stack *st)
+{
+	bool ok;
+	if (mki_likely(in_chunk(p)))
+		ok = shadow_insert(p, size, st);
+	else
+		ok = live_insert(p, size, st);
+	if (ok)
+		count_bytes(t, (intptr_t)size);
+	else
+		atomic_fetch_add_explicit(&untracked, 1, memory_order_relaxed);
+}
+
 void mki_leak_on_alloc(void *p, size_t size)
 {
 	if (!p || in_tracker)
 		return;
 	in_tracker = true;
 	register_fork_handlers_once();
-	struct leak_stack *st = stack_of_caller();
+	struct tstate *t = thread_state();
+	struct leak_stack *st = stack_of_caller(t);
 	if (st)
-		live_insert((uintptr_t)p, size, st);
+		record_block(t, (uintptr_t)p, size, st);
 	else
 		atomic_fetch_add_explicit(&untracked, 1, memory_order_relaxed);
 	in_tracker = false;
@@ -644,13 +1017,25 @@ void mki_leak_on_alloc(void *p, size_t size)
 
 void mki_leak_on_free(void *p)
 {
-	if (!p || in_tracker)
+	if (!p)
+		return;
+	struct tstate *t = tstate == TSTATE_DEAD ? NULL : tstate;
+	if (mki_likely(in_chunk((uintptr_t)p))) {
+		/* one store, no lock: safe even inside the tracker */
+		size_t size = shadow_remove((uintptr_t)p);
+		if (size)
+			count_bytes(t, -(intptr_t)size);
+		return;
+	}
+	if (in_tracker)
 		return;
 	/* a signal handler that frees while we hold a shard lock must not
 	 * come back for it */
 	in_tracker = true;
-	live_remove((uintptr_t)p);
+	size_t size = live_remove((uintptr_t)p);
 	in_tracker = false;
+	if (size)
+		count_bytes(t, -(intptr_t)size);
 }
 
 /* ------------------------------------------------------------ init */
@@ -723,14 +1108,19 @@ void mki_leak_init(void)
 	if (mki_leak_active)
 		return;
 	stack_buckets = mki_meta_alloc(LEAK_STACK_BUCKETS * sizeof(*stack_buckets));
-	if (!stack_buckets) {
+	if (stack_buckets) {
+		mki_lock(&stack_lock);
+		root_stack = stack_new_locked();
+		mki_unlock(&stack_lock);
+	}
+	if (!stack_buckets || !root_stack) {
 		mki_dprintf(2, "memkit: leak tracking off: no memory for its tables\n");
 		return;
 	}
 	struct own_search s = {(uintptr_t)&mki_leak_init, false};
 	dl_iterate_phdr(find_own_object, &s);
 	install_window_signal();
-	tcache_key_ok = !pthread_key_create(&tcache_key, tcache_release);
+	tstate_key_ok = !pthread_key_create(&tstate_key, tstate_release);
 	/* MEMKIT_LEAK_FAST=0: always the full unwinder (to compare, or distrust) */
 	const char *fast = mki_getenv("MEMKIT_LEAK_FAST");
 	if (!fast || *fast != '0')
@@ -739,13 +1129,16 @@ void mki_leak_init(void)
 }
 
 /* Live requested bytes, for mk_stats_get; declared here until internal.h
- * lists it. Read without the shard locks: a snapshot, as all statistics. */
+ * lists it. Each thread's counter is read without stopping it: a
+ * snapshot, as all statistics. */
 size_t mki_leak_requested_bytes(void)
 {
-	size_t sum = 0;
-	for (unsigned i = 0; i < LEAK_SHARDS; i++)
-		sum += __atomic_load_n(&shards[i].bytes, __ATOMIC_RELAXED);
-	return sum;
+	mki_lock(&threads_lock);
+	intptr_t sum = atomic_load_explicit(&retired_bytes, memory_order_relaxed);
+	for (struct tstate *t = threads; t; t = t->next)
+		sum += atomic_load_explicit(&t->bytes, memory_order_relaxed);
+	mki_unlock(&threads_lock);
+	return sum > 0 ? (size_t)sum : 0;
 }
 
 bool mk_leak_enabled(void)
@@ -977,15 +1370,47 @@ static void collect_map_roots(struct roots *rs, uintptr_t sp)
 
 /* ------------------------------------------------------------ marking */
 
+struct work_item {
+	uintptr_t addr;
+	size_t size;
+};
+
 struct marker {
-	struct live_block **work;
+	struct work_item *work;
 	size_t top, cap;
 	uintptr_t lo, hi; /* every live block lies in [lo, hi) */
 };
 
-static struct live_block *live_find_any_locked(uintptr_t addr)
+static void push_block(struct marker *mk, uintptr_t addr, size_t size)
 {
-	return slot_find_locked(shard_of(addr), addr);
+	if (mk->top < mk->cap)
+		mk->work[mk->top++] = (struct work_item){addr, size};
+}
+
+/* Marks the live block that starts at addr, if there is one not marked
+ * yet; false if no live block starts there. */
+static bool mark_block(struct marker *mk, uintptr_t addr)
+{
+	if (in_chunk(addr)) {
+		struct shadow_entry *e =
+		    (addr & (MKI_ALIGN - 1)) ? NULL : shadow_entry_of(addr, false);
+		uintptr_t s = e ? atomic_load_explicit(&e->stack, memory_order_acquire) : 0;
+		if (!s)
+			return false;
+		/* fails only if the owner freed or replaced the block meanwhile */
+		if (!(s & SHADOW_MARK) &&
+		    atomic_compare_exchange_strong(&e->stack, &s, s | SHADOW_MARK))
+			push_block(mk, addr, INFO_SIZE(atomic_load(&e->info)));
+		return true;
+	}
+	struct live_block *b = slot_find_locked(shard_of(addr), addr);
+	if (!b)
+		return false;
+	if (!(b->seq & LEAK_MARK)) {
+		b->seq |= LEAK_MARK;
+		push_block(mk, b->addr, b->size);
+	}
+	return true;
 }
 
 static void mark_word(struct marker *mk, uintptr_t w)
@@ -996,14 +1421,9 @@ static void mark_word(struct marker *mk, uintptr_t w)
 	size_t usable;
 	if (mki_block_of((void *)w, &start, &usable) == MKI_PTR_INVALID)
 		return;
-	struct live_block *b = live_find_any_locked((uintptr_t)start);
-	if (!b && (uintptr_t)start != w)
-		b = live_find_any_locked(w); /* an aligned block handed out inside its slot */
-	if (!b || (b->seq & LEAK_MARK))
-		return;
-	b->seq |= LEAK_MARK;
-	if (mk->top < mk->cap)
-		mk->work[mk->top++] = b;
+	/* or an aligned block handed out inside its slot */
+	if (!mark_block(mk, (uintptr_t)start) && (uintptr_t)start != w)
+		mark_block(mk, w);
 }
 
 static void mark_range(struct marker *mk, uintptr_t lo, uintptr_t hi)
@@ -1016,17 +1436,39 @@ static void mark_range(struct marker *mk, uintptr_t lo, uintptr_t hi)
 static void mark_transitively(struct marker *mk)
 {
 	while (mk->top) {
-		struct live_block *b = mk->work[--mk->top];
-		mark_range(mk, b->addr, b->addr + b->size);
+		struct work_item it = mk->work[--mk->top];
+		mark_range(mk, it.addr, it.addr + it.size);
 	}
+}
+
+struct prep {
+	struct marker *mk;
+	size_t n;
+};
+
+static void widen(struct prep *pp, uintptr_t addr, size_t size)
+{
+	struct marker *mk = pp->mk;
+	pp->n++;
+	mk->lo = addr < mk->lo ? addr : mk->lo;
+	mk->hi = addr + size + 1 > mk->hi ? addr + size + 1 : mk->hi;
+}
+
+static void prepare_entry(void *ctx, uintptr_t addr, struct shadow_entry *e)
+{
+	uintptr_t s = atomic_load_explicit(&e->stack, memory_order_relaxed);
+	if (s & SHADOW_MARK)
+		atomic_compare_exchange_strong(&e->stack, &s, s & ~SHADOW_MARK);
+	widen(ctx, addr, INFO_SIZE(atomic_load_explicit(&e->info, memory_order_relaxed)));
 }
 
 /* Clear marks, find the address range of live blocks; returns the count. */
 static size_t prepare_marks_locked(struct marker *mk)
 {
-	size_t n = 0;
+	struct prep pp = {mk, 0};
 	mk->lo = UINTPTR_MAX;
 	mk->hi = 0;
+	shadow_each(prepare_entry, &pp);
 	for (unsigned s = 0; s < LEAK_SHARDS; s++) {
 		struct shard *sh = &shards[s];
 		for (size_t i = 0; sh->slots && i <= sh->mask; i++) {
@@ -1034,12 +1476,10 @@ static size_t prepare_marks_locked(struct marker *mk)
 			if (!b->addr)
 				continue;
 			b->seq &= ~LEAK_MARK;
-			n++;
-			mk->lo = b->addr < mk->lo ? b->addr : mk->lo;
-			mk->hi = b->addr + b->size + 1 > mk->hi ? b->addr + b->size + 1 : mk->hi;
+			widen(&pp, b->addr, b->size);
 		}
 	}
-	return n;
+	return pp.n;
 }
 
 /* ------------------------------------------------------------ tallying */
@@ -1047,6 +1487,7 @@ static size_t prepare_marks_locked(struct marker *mk)
 struct tally {
 	size_t lost_bytes, lost_blocks, reach_bytes, reach_blocks;
 	size_t lost_sites, reach_sites;
+	uint64_t min_seq;
 };
 
 static void reset_stack_totals(void)
@@ -1055,33 +1496,45 @@ static void reset_stack_totals(void)
 		s->lost_bytes = s->lost_blocks = s->reach_bytes = s->reach_blocks = 0;
 }
 
-static void tally_block(struct tally *t, const struct live_block *b)
+static void tally_block(struct tally *t, struct leak_stack *s, size_t size, bool marked)
 {
-	struct leak_stack *s = b->stack;
-	if (b->seq & LEAK_MARK) {
+	if (marked) {
 		t->reach_sites += !s->reach_blocks;
-		s->reach_bytes += b->size;
+		s->reach_bytes += size;
 		s->reach_blocks++;
-		t->reach_bytes += b->size;
+		t->reach_bytes += size;
 		t->reach_blocks++;
 	} else {
 		t->lost_sites += !s->lost_blocks;
-		s->lost_bytes += b->size;
+		s->lost_bytes += size;
 		s->lost_blocks++;
-		t->lost_bytes += b->size;
+		t->lost_bytes += size;
 		t->lost_blocks++;
 	}
+}
+
+static void tally_entry(void *ctx, uintptr_t addr, struct shadow_entry *e)
+{
+	(void)addr;
+	struct tally *t = ctx;
+	uintptr_t s = atomic_load_explicit(&e->stack, memory_order_acquire);
+	uint64_t info = atomic_load_explicit(&e->info, memory_order_relaxed);
+	if (s && INFO_EPOCH(info) >= t->min_seq)
+		tally_block(t, (struct leak_stack *)(s & ~SHADOW_MARK), INFO_SIZE(info),
+			    s & SHADOW_MARK);
 }
 
 static void tally_locked(struct tally *t, uint64_t min_seq)
 {
 	memset(t, 0, sizeof(*t));
+	t->min_seq = min_seq;
+	shadow_each(tally_entry, t);
 	for (unsigned s = 0; s < LEAK_SHARDS; s++) {
 		const struct shard *sh = &shards[s];
 		for (size_t i = 0; sh->slots && i <= sh->mask; i++) {
 			const struct live_block *b = &sh->slots[i];
 			if (b->addr && (b->seq & ~LEAK_MARK) >= min_seq)
-				tally_block(t, b);
+				tally_block(t, b->stack, b->size, b->seq & LEAK_MARK);
 		}
 	}
 }
@@ -1208,12 +1661,13 @@ static void text_site(struct out *o, const struct leak_stack *s, size_t bytes, s
 {
 	out_printf(o, "\n%zu bytes in %zu block%s %s, allocated at:\n", bytes, blocks,
 		   plural(blocks), what);
-	for (unsigned i = 0; i < s->depth; i++) {
+	unsigned i = 0;
+	for (const struct leak_stack *f = s; f->depth; f = f->parent, i++) {
 		struct frame_info fi;
 		char line[640];
-		describe_frame(s->frames[i], &fi);
+		describe_frame((void *)f->ip, &fi);
 		format_frame(line, sizeof(line), &fi);
-		out_printf(o, "    #%-2u %p %s\n", i, s->frames[i], line);
+		out_printf(o, "    #%-2u %p %s\n", i, (void *)f->ip, line);
 	}
 	if (!s->depth)
 		out_str(o, "    (no stack)\n");
@@ -1248,18 +1702,18 @@ static void json_frames(struct out *o, const struct leak_stack *s)
 {
 	char line[640];
 	out_str(o, "\"stack\":[");
-	for (unsigned i = 0; i < s->depth; i++) {
+	for (const struct leak_stack *f = s; f->depth; f = f->parent) {
 		struct frame_info fi;
-		describe_frame(s->frames[i], &fi);
+		describe_frame((void *)f->ip, &fi);
 		format_frame(line, sizeof(line), &fi);
-		out_str(o, i ? "," : "");
+		out_str(o, f != s ? "," : "");
 		out_json_str(o, line);
 	}
 	out_str(o, "],\"frames\":[");
-	for (unsigned i = 0; i < s->depth; i++) {
+	for (const struct leak_stack *f = s; f->depth; f = f->parent) {
 		struct frame_info fi;
-		describe_frame(s->frames[i], &fi);
-		out_printf(o, "%s{\"ip\":\"%p\",\"object\":", i ? "," : "", s->frames[i]);
+		describe_frame((void *)f->ip, &fi);
+		out_printf(o, "%s{\"ip\":\"%p\",\"object\":", f != s ? "," : "", (void *)f->ip);
 		out_json_str(o, fi.object);
 		out_printf(o, ",\"offset\":\"0x%zx\",\"function\":", (size_t)fi.rel);
 		if (fi.func)
@@ -1319,7 +1773,7 @@ static void mark_from_roots(struct marker *mk, uintptr_t stack_from)
 	lock_all_shards();
 	size_t live = prepare_marks_locked(mk);
 	mk->cap = live;
-	mk->work = live ? mki_meta_alloc(live * sizeof(struct live_block *)) : NULL;
+	mk->work = live ? mki_meta_alloc(live * sizeof(struct work_item)) : NULL;
 	for (unsigned i = 0; mk->work && i < rs->n; i++) {
 		mark_range(mk, rs->r[i].lo, rs->r[i].hi);
 		mark_transitively(mk);
@@ -1337,7 +1791,7 @@ static long write_report(int fd, enum mk_format format, uint64_t min_seq, bool w
 	reset_stack_totals();
 	tally_locked(&t, min_seq);
 	unlock_all_shards();
-	mki_meta_free(mk.work, mk.cap * sizeof(struct live_block *));
+	mki_meta_free(mk.work, mk.cap * sizeof(struct work_item));
 
 	size_t nstacks = atomic_load(&stack_count), nlost, nreach;
 	struct leak_stack **lost = sorted_sites(key_lost, nstacks, &nlost);
