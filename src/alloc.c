@@ -534,6 +534,8 @@ static void *realloc_run(void *p, size_t usable, size_t size)
 
 static void *realloc_large(void *p, size_t usable, size_t size)
 {
+	if (size <= usable && size >= usable / 2)
+		return p; /* fits the mapping (page-rounded, or grown ahead) */
 	if (size < mki_opt.mmap_threshold / 2)
 		return realloc_move(p, usable, size);
 	/* mremap refuses guarded mappings, and ranges that span two of the

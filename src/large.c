@@ -17,10 +17,11 @@
 #include <string.h>
 #include "memkit/internal.h"
 
-#define MKI_LARGE_CACHE	      64
-#define MKI_LARGE_CACHE_MAX   ((size_t)64 << 20)  /* one mapping */
-#define MKI_LARGE_CACHE_TOTAL ((size_t)128 << 20) /* all of them */
-#define TOMBSTONE	      ((uintptr_t)1)
+#define MKI_LARGE_CACHE		 64
+#define MKI_LARGE_CACHE_MAX	 ((size_t)64 << 20)  /* one mapping */
+#define MKI_LARGE_CACHE_TOTAL	 ((size_t)128 << 20) /* all of them */
+#define TOMBSTONE		 ((uintptr_t)1)
+#define MKI_LARGE_GROW_AHEAD_MAX ((size_t)64 << 20) /* address space a realloc adds ahead */
 
 struct large_entry {
 	uintptr_t addr; /* 0 empty, TOMBSTONE deleted */
@@ -37,6 +38,16 @@ static mki_lock_t large_lock = MKI_LOCK_INIT;
 static struct large_entry *table;
 static size_t table_cap, table_used, table_live; /* used counts tombstones too */
 static size_t live_bytes;
+/* Bumped whenever a block leaves the table: a thread's memory of its last
+ * lookup (a buffer realloc'ed a few bytes at a time asks again and again)
+ * holds only while no block has left since. */
+static _Atomic uint64_t table_gen;
+struct last_lookup {
+	uintptr_t addr;
+	size_t size;
+	uint64_t gen;
+};
+static __thread struct last_lookup last_lookup __attribute__((tls_model("initial-exec")));
 static struct cached_map cache[MKI_LARGE_CACHE];
 static size_t nr_cached, cached_bytes;
 /* the last addresses freed, to tell a double free from a foreign pointer */
@@ -106,6 +117,7 @@ static int table_insert_locked(uintptr_t a, size_t size)
 
 static void table_remove_locked(struct large_entry *e)
 {
+	atomic_fetch_add_explicit(&table_gen, 1, memory_order_release);
 	live_bytes -= e->size;
 	e->addr = TOMBSTONE;
 	table_live--;
@@ -143,10 +155,11 @@ static bool cache_take_locked(size_t size, size_t align, void **addr, size_t *ma
 	return true;
 }
 
-/* Returns an entry pushed out to make room (size 0 if none). */
-static struct cached_map cache_put_locked(void *addr, size_t size)
+/* Caches a freed range, or hands it back in out[] to be unmapped, with the
+ * oldest entry when it had to make room. Returns how many out[] holds. */
+static unsigned cache_put_locked(void *addr, size_t size, struct cached_map out[2])
 {
-	struct cached_map out = {0};
+	unsigned n = 0;
 	/* a range next to a cached one joins it: what a split handed out comes
 	 * back to its remainder, as buddies merge */
 	for (size_t i = 0; i < nr_cached; i++) {
@@ -157,21 +170,26 @@ static struct cached_map cache_put_locked(void *addr, size_t size)
 			m->size += size;
 			m->since_ms = mki_clock_ms();
 			cached_bytes += size;
-			return out;
+			return 0;
 		}
 	}
-	if (nr_cached == MKI_LARGE_CACHE || cached_bytes + size > MKI_LARGE_CACHE_TOTAL) {
+	if (nr_cached &&
+	    (nr_cached == MKI_LARGE_CACHE || cached_bytes + size > MKI_LARGE_CACHE_TOTAL)) {
 		size_t oldest = 0;
 		for (size_t i = 1; i < nr_cached; i++)
 			if (cache[i].since_ms < cache[oldest].since_ms)
 				oldest = i;
-		out = cache[oldest];
+		out[n++] = cache[oldest];
 		cache[oldest] = cache[--nr_cached];
-		cached_bytes -= out.size;
+		cached_bytes -= out[0].size;
+	}
+	if (cached_bytes + size > MKI_LARGE_CACHE_TOTAL) {
+		out[n++] = (struct cached_map){addr, size, 0};
+		return n;
 	}
 	cache[nr_cached++] = (struct cached_map){addr, size, mki_clock_ms()};
 	cached_bytes += size;
-	return out;
+	return n;
 }
 
 /* ------------------------------------------------------------ mappings
@@ -255,7 +273,8 @@ void *mki_large_alloc(size_t size, size_t align, bool zero)
 
 bool mki_large_free(void *p)
 {
-	struct cached_map evicted = {0};
+	struct cached_map out[2];
+	unsigned nout = 0;
 	bool unmap_now = false;
 	size_t size = 0;
 	mki_lock(&large_lock);
@@ -268,14 +287,14 @@ bool mki_large_free(void *p)
 	table_remove_locked(e);
 	recent[recent_next++ % RECENT] = (uintptr_t)p;
 	if (size <= MKI_LARGE_CACHE_MAX && mki_opt.decay_ms && !GUARD)
-		evicted = cache_put_locked(p, size);
+		nout = cache_put_locked(p, size, out);
 	else
 		unmap_now = true;
 	mki_unlock(&large_lock);
 	if (unmap_now)
 		large_unmap(p, size);
-	if (evicted.size)
-		large_unmap(evicted.addr, evicted.size);
+	for (unsigned i = 0; i < nout; i++)
+		large_unmap(out[i].addr, out[i].size);
 	mki_page_maybe_purge();
 	return true;
 }
@@ -303,15 +322,26 @@ bool mki_large_was_freed(const void *p)
 
 size_t mki_large_usable(const void *p)
 {
+	struct last_lookup *last = &last_lookup;
+	uint64_t gen = atomic_load_explicit(&table_gen, memory_order_acquire);
+	if (last->addr == (uintptr_t)p && last->gen == gen && p)
+		return last->size;
 	mki_lock(&large_lock);
 	struct large_entry *e = table_find_locked((uintptr_t)p);
 	size_t n = e ? e->size : 0;
+	gen = atomic_load_explicit(&table_gen, memory_order_relaxed);
 	mki_unlock(&large_lock);
+	if (n)
+		*last = (struct last_lookup){(uintptr_t)p, n, gen};
 	return n;
 }
 
 /* Grow or shrink with mremap: the kernel moves page-table entries instead
- * of copying bytes. NULL (errno ENOMEM) leaves the block as it was. */
+ * of copying bytes. A block that grows gets half as much again as it asks
+ * for: address space, not memory (the pages stay untouched until used), and
+ * a buffer grown a little at a time then costs a few system calls (and
+ * TLB shootdowns), not one per page. NULL (errno ENOMEM) leaves the block
+ * as it was. */
 void *mki_large_realloc(void *p, size_t size)
 {
 	size_t want = mki_align_up(size, MKI_PAGE_SIZE);
@@ -329,6 +359,11 @@ void *mki_large_realloc(void *p, size_t size)
 		return p; /* shrinking by less than half: keep the mapping */
 	if (!move)
 		return NULL; /* not ours, or guarded (mremap would move the guards) */
+	if (want > have) {
+		size_t ahead = mki_align_up(have + have / 2, MKI_PAGE_SIZE);
+		if (ahead > want && ahead - want <= MKI_LARGE_GROW_AHEAD_MAX)
+			want = ahead;
+	}
 	void *q;
 	int err = mki_os_remap(p, have, want, true, &q);
 	mki_lock(&large_lock);
