@@ -5,7 +5,8 @@
  * stderr, or into FILE with every frame named by addr2line (file:line).
  *
  * Exit status: CMD's own; 128+N when a signal N killed it; with
- * --fail-on-leak, 3 (or the given code) when CMD exited 0 but leaked;
+ * --fail-on-leak, 3 (or the given code) when CMD exited 0 but leaked (blocks
+ * definitely or indirectly lost);
  * 125 when memkit itself failed, 126/127 when CMD could not be run.
  *
  * May call cli/common.c, libc, and addr2line(1) from binutils.
@@ -550,9 +551,11 @@ static bool symbolize_report(struct jval *leaks)
 {
 	struct sym_set set = {0};
 	sym_collect_sites(&set, json_get(leaks, "leaks"));
+	sym_collect_sites(&set, json_get(leaks, "indirect"));
 	sym_collect_sites(&set, json_get(leaks, "reachable"));
 	symbolize(&set);
 	restring_sites(json_get(leaks, "leaks"));
+	restring_sites(json_get(leaks, "indirect"));
 	restring_sites(json_get(leaks, "reachable"));
 	return !set.addr2line_missing;
 }
@@ -585,15 +588,22 @@ static void print_total(const struct jval *leaks, const char *key, const char *l
 		blocks, plural(blocks), n, plural(n));
 }
 
+static void print_sites(const struct jval *sites, const char *what)
+{
+	for (size_t i = 0; sites && sites->type == J_ARR && i < sites->n; i++)
+		print_site(sites->items[i], what);
+}
+
 static void print_leaks(const struct jval *leaks)
 {
 	const struct jval *lost = json_get(leaks, "leaks");
+	const struct jval *indirect = json_get(leaks, "indirect");
 	const struct jval *reach = json_get(leaks, "reachable");
 	const char *exe = json_str(leaks, "exe");
 	fprintf(stderr, "memkit: leak report for pid %llu (%s)\n", json_u64(leaks, "pid"),
 		exe ? exe : "?");
-	for (size_t i = 0; lost && lost->type == J_ARR && i < lost->n; i++)
-		print_site(lost->items[i], "definitely lost");
+	print_sites(lost, "definitely lost");
+	print_sites(indirect, "indirectly lost");
 	size_t nreach = reach && reach->type == J_ARR ? reach->n : 0;
 	for (size_t i = 0; i < nreach && i < REACHABLE_SHOWN; i++)
 		print_site(reach->items[i], "still reachable");
@@ -602,6 +612,7 @@ static void print_leaks(const struct jval *leaks)
 			nreach - REACHABLE_SHOWN);
 	fputs("\nLEAK SUMMARY:\n", stderr);
 	print_total(leaks, "definitely_lost", "definitely lost", lost);
+	print_total(leaks, "indirectly_lost", "indirectly lost", indirect);
 	print_total(leaks, "still_reachable", "still reachable", reach);
 }
 
@@ -827,7 +838,8 @@ static bool write_report_file(const char *path, const struct jval *report)
 }
 
 /* Read the child's report, name its frames, show or save it. Returns the
- * number of leaked blocks, or -1 when there was no report. */
+ * number of leaked blocks (definitely and indirectly lost, as valgrind
+ * counts leak errors), or -1 when there was no report. */
 static long long handle_report(const struct run_opts *o, const char *tmp)
 {
 	struct jval *report = json_read_file(tmp);
@@ -849,8 +861,10 @@ static long long handle_report(const struct run_opts *o, const char *tmp)
 		if (have_leaks)
 			print_leaks(leaks);
 	}
-	long long lost =
-	    have_leaks ? (long long)json_u64(json_get(leaks, "definitely_lost"), "blocks") : 0;
+	long long lost = have_leaks
+			     ? (long long)(json_u64(json_get(leaks, "definitely_lost"), "blocks") +
+					   json_u64(json_get(leaks, "indirectly_lost"), "blocks"))
+			     : 0;
 	json_free(report);
 	return lost;
 }
@@ -866,7 +880,7 @@ static noreturn void usage(void)
 	      "     --leaks              track allocation call stacks; report blocks still live\n"
 	      "     --report <file>      write the report as JSON to <file> instead of stderr\n"
 	      "     --fail-on-leak[=<n>] exit with <n> (default 3) if the program exited 0\n"
-	      "                          but leaked\n"
+	      "                          but leaked (blocks definitely or indirectly lost)\n"
 	      "     --lib <path>         the libmemkit.so to preload\n"
 	      " -h, --help               display this help\n"
 	      " -V, --version            display version\n\n"

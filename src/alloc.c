@@ -370,7 +370,8 @@ static inline __attribute__((always_inline)) void slab_free(struct mki_slab *s, 
 	canary_check(s, p);
 #endif
 	struct mki_heap *h = mki_tls_heap;
-	if (mki_likely(atomic_load_explicit(&s->owner, memory_order_relaxed) == h)) {
+	struct mki_heap *owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
+	if (mki_likely(owner == h)) {
 		mki_block_set_next(b, s->free);
 		b->tag = mki_free_tag(b);
 		s->free = b;
@@ -381,7 +382,10 @@ static inline __attribute__((always_inline)) void slab_free(struct mki_slab *s, 
 	}
 	if (mki_unlikely(s->cache != NULL))
 		bad_slab_pointer("free", s, p);
-	if (mki_likely(h != NULL)) {
+	/* a dead thread's block goes straight back: its slab may then empty
+	 * and return to the buddy system, instead of being pinned by a thread
+	 * that may never allocate from this class again */
+	if (mki_likely(h != NULL && owner != &mki_heap_none)) {
 		foreign_push(h, s, b);
 		return;
 	}

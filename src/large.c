@@ -43,7 +43,7 @@ static size_t live_bytes;
  * holds only while no block has left since. */
 static _Atomic uint64_t table_gen;
 struct last_lookup {
-	uintptr_t addr;
+	uintptr_t addr; /* ~address */
 	size_t size;
 	uint64_t gen;
 };
@@ -324,15 +324,15 @@ size_t mki_large_usable(const void *p)
 {
 	struct last_lookup *last = &last_lookup;
 	uint64_t gen = atomic_load_explicit(&table_gen, memory_order_acquire);
-	if (last->addr == (uintptr_t)p && last->gen == gen && p)
+	if (last->addr == ~(uintptr_t)p && last->gen == gen)
 		return last->size;
 	mki_lock(&large_lock);
 	struct large_entry *e = table_find_locked((uintptr_t)p);
 	size_t n = e ? e->size : 0;
 	gen = atomic_load_explicit(&table_gen, memory_order_relaxed);
 	mki_unlock(&large_lock);
-	if (n)
-		*last = (struct last_lookup){(uintptr_t)p, n, gen};
+	if (n) /* complemented: not a pointer to the block for the leak scan */
+		*last = (struct last_lookup){~(uintptr_t)p, n, gen};
 	return n;
 }
 

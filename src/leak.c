@@ -1,8 +1,10 @@
 /* leak.c - leak tracking: every live block remembers its allocation call
- * stack; a report lists the blocks still live, the unreachable ones
- * ("definitely lost") apart from those reachable from globals, thread
- * descriptors and the current stack ("still reachable"), grouped by call
- * stack, largest first, as text or JSON.
+ * stack; a report lists the blocks still live, grouped by call stack,
+ * largest first, as text or JSON, in valgrind's classes: reachable from
+ * globals, thread descriptors and the current stack ("still reachable"),
+ * unreachable but pointed to by another unreachable block ("indirectly
+ * lost"), or unreachable and pointed to by none ("definitely lost": the
+ * roots of lost structures).
  *
  * How:
  *  1. Stacks are captured with libgcc's _Unwind_Backtrace (DWARF call-frame
@@ -20,8 +22,10 @@
  *  3. A report freezes the shards (not the shadows: chunks are never
  *     unmapped, so a block freed meanwhile can still be read), marks blocks
  *     reachable from the roots (conservative scan, as valgrind does),
- *     transitively through live blocks, then unlocks and names the frames
- *     with dladdr. Blocks allocated or freed by other threads while it
+ *     transitively through live blocks; then scans each unreachable block
+ *     not yet reached that way and marks the unreachable blocks it reaches
+ *     indirectly lost (valgrind's cliques); then unlocks and names the
+ *     frames with dladdr. Blocks allocated or freed by other threads while it
  *     runs may be counted or not.
  *
  * Nothing here calls malloc (nor printf, qsort, backtrace() which may): the
@@ -57,16 +61,18 @@
 #define LEAK_STACK_BUCKETS (1u << 20)	/* fixed, so lookups need no lock; touched lazily */
 #define LEAK_STACK_ARENA   (256u << 10) /* stacks are carved from these */
 #define LEAK_MARK	   (1ull << 63) /* in live_block.seq: reachable */
-#define LEAK_MAX_ROOTS	   1024		/* address ranges scanned as roots */
-#define LEAK_TCB_SCAN	   4096		/* bytes scanned from a thread descriptor */
+#define LEAK_INDIRECT	   (1ull << 62) /* in live_block.seq: indirectly lost */
+#define LEAK_BITS	   (LEAK_MARK | LEAK_INDIRECT)
+#define LEAK_MAX_ROOTS	   1024 /* address ranges scanned as roots */
+#define LEAK_TCB_SCAN	   4096 /* bytes scanned from a thread descriptor */
 
 /* ------------------------------------------------------------ types */
 
 /* One unique call stack: a node of a trie rooted at the outermost frame
  * kept, so that stacks that share their callers share their nodes and a
  * new stack costs a lookup per frame not seen before. Immutable once
- * published, except the totals, which only a report (under report_lock)
- * writes. */
+ * published. A report keeps its per-stack totals in an array indexed by
+ * id, not here: nodes stay small, for the walks' sake. */
 #define LEAK_KIDS 3 /* callees found without the hash table (a cache miss less) */
 
 struct kid {
@@ -81,16 +87,18 @@ struct leak_stack {
 	struct leak_stack *all;	    /* list of every stack, for reports */
 	uintptr_t ip;		    /* the innermost frame's return address */
 	uint32_t depth;		    /* frames: 0 for the root (no stack) */
-	size_t lost_bytes, lost_blocks;
-	size_t reach_bytes, reach_blocks;
+	uint32_t id;		    /* order of creation: 0, 1, ... */
 };
+
+/* The classes of a live block in a report, valgrind's names. */
+enum leak_class { CLASS_DEFINITE, CLASS_INDIRECT, CLASS_REACHABLE, CLASSES };
 
 /* A live block outside the chunks (a large mapping). addr 0: empty slot. */
 struct live_block {
 	uintptr_t addr;
 	size_t size; /* as requested */
 	struct leak_stack *stack;
-	uint64_t seq; /* epoch of the allocation (windows) | LEAK_MARK */
+	uint64_t seq; /* epoch of the allocation (windows) | LEAK_BITS */
 };
 
 struct shard {
@@ -105,7 +113,7 @@ struct shard {
  * (info first, stack last; free clears stack); a report reads it and sets
  * the mark bit with a compare-and-swap, so neither loses the other's write. */
 struct shadow_entry {
-	_Atomic uintptr_t stack; /* struct leak_stack * | SHADOW_MARK; 0: no block */
+	_Atomic uintptr_t stack; /* struct leak_stack * | SHADOW_BITS; 0: no block */
 	_Atomic uint64_t info;	 /* requested size | epoch << 32 */
 };
 
@@ -201,9 +209,10 @@ static struct leak_stack *stack_new_locked(void)
 	}
 	struct leak_stack *s = (struct leak_stack *)stack_arena;
 	stack_arena += size;
+	s->id = (uint32_t)atomic_fetch_add_explicit(&stack_count, 1, memory_order_relaxed);
 	s->all = atomic_load_explicit(&all_stacks, memory_order_relaxed);
+	/* release: a report that finds s on the list sees its id */
 	atomic_store_explicit(&all_stacks, s, memory_order_release);
-	atomic_fetch_add_explicit(&stack_count, 1, memory_order_relaxed);
 	return s;
 }
 
@@ -292,7 +301,9 @@ struct walk {
 	bool truncated;	   /* stopped at the frame limit, not at the outermost frame */
 };
 
-/* The kept frames of a thread's last walk, innermost first. */
+/* The kept frames of a thread's last walk. Stored outermost first (frame k,
+ * counted from the innermost, at LW(l, k)), so that a capture replaces the
+ * innermost ones in place and the frames kept do not move. */
 struct last_walk {
 	unsigned n;			 /* 0: none to reuse */
 	bool truncated;			 /* frames beyond the last one were not kept */
@@ -301,14 +312,18 @@ struct last_walk {
 	struct leak_stack *node[LEAK_MAX_FRAMES]; /* the stack from frame k outwards */
 };
 
+#define LW(l, k) ((l)->n - 1 - (k)) /* frame k's index: k = 0 is the innermost */
+
 /* Per thread: the last walk, and the requested bytes this thread's hooks
  * added and removed (one counter per thread rather than a shared one that
  * every core would fight over; a sum over threads gives the total). */
+/* libmemkit's own frames, by distance from the first CFA of the walk: the
+ * same entry point gives the same layout at any stack depth. */
 struct own_frames {
 	unsigned n;
-	uintptr_t slot[LEAK_MAX_WALK - LEAK_MAX_FRAMES];
+	uintptr_t off[LEAK_MAX_WALK - LEAK_MAX_FRAMES]; /* slot - first CFA */
 	uintptr_t ra[LEAK_MAX_WALK - LEAK_MAX_FRAMES];
-	uintptr_t user_cfa; /* the CFA past them; 0: not known */
+	uintptr_t user_off; /* the CFA past them, less the first; 0: not known */
 };
 
 struct tstate {
@@ -374,10 +389,19 @@ struct frame_rule {
 
 static struct frame_rule *rules;
 
+/* One multiply (Fibonacci hashing), not mix64: a walk's next frame waits
+ * for this lookup, so its latency is the walk's. */
+_Static_assert(RULES == 1u << 16, "rule_hash gives 16 bits");
+static inline size_t rule_hash(uintptr_t ip)
+{
+	return (size_t)((ip * 0x9e3779b97f4a7c15ull) >> 48); /* RULES = 2^16 */
+}
+
 static struct frame_rule *rule_slot(uintptr_t ip, bool insert)
 {
+	size_t h = rule_hash(ip);
 	for (unsigned i = 0; i < RULE_PROBES; i++) {
-		struct frame_rule *r = &rules[(mix64(ip) + i) % RULES];
+		struct frame_rule *r = &rules[(h + i) % RULES];
 		uintptr_t cur = atomic_load_explicit(&r->ip, memory_order_acquire);
 		if (cur == ip)
 			return r;
@@ -478,9 +502,10 @@ static struct leak_stack *intern_walk(const struct walk *w, struct last_walk *l,
 		if (!node)
 			return NULL;
 		if (l) {
-			l->slot[k] = w->cfa[first + k] - sizeof(void *);
-			l->ra[k] = w->ip[first + k];
-			l->node[k] = node;
+			unsigned i = w->n - 1 - k; /* LW once l->n is w->n */
+			l->slot[i] = w->cfa[first + k] - sizeof(void *);
+			l->ra[i] = w->ip[first + k];
+			l->node[i] = node;
 		}
 	}
 	if (l && reusable) {
@@ -503,7 +528,7 @@ static unsigned outermost_change(const struct last_walk *l, unsigned from)
 {
 	unsigned changed = from;
 	for (unsigned i = from + 1; i < l->n; i++)
-		if (*(const uintptr_t *)l->slot[i] != l->ra[i])
+		if (*(const uintptr_t *)l->slot[LW(l, i)] != l->ra[LW(l, i)])
 			changed = i;
 	return changed;
 }
@@ -512,22 +537,18 @@ static unsigned outermost_change(const struct last_walk *l, unsigned from)
  * returns the stack of the innermost one (NULL without memory). */
 static struct leak_stack *splice_walk(struct last_walk *l, unsigned k, const struct fresh *f)
 {
-	struct leak_stack *node = k < l->n ? l->node[k] : root_stack;
-	unsigned keep = l->n - k;
-	if (f->n != k) {
-		memmove(&l->slot[f->n], &l->slot[k], keep * sizeof(l->slot[0]));
-		memmove(&l->ra[f->n], &l->ra[k], keep * sizeof(l->ra[0]));
-		memmove(&l->node[f->n], &l->node[k], keep * sizeof(l->node[0]));
-	}
+	struct leak_stack *node = k < l->n ? l->node[LW(l, k)] : root_stack;
+	unsigned keep = l->n - k; /* at indexes 0 .. keep - 1, staying there */
 	for (unsigned i = f->n; i-- > 0;) {
 		node = stack_child(node, f->ip[i]);
 		if (!node) {
 			l->n = 0;
 			return NULL;
 		}
-		l->slot[i] = f->slot[i];
-		l->ra[i] = f->ip[i];
-		l->node[i] = node;
+		unsigned at = keep + (f->n - 1 - i);
+		l->slot[at] = f->slot[i];
+		l->ra[at] = f->ip[i];
+		l->node[at] = node;
 	}
 	l->n = f->n + keep;
 	return node;
@@ -544,34 +565,41 @@ static struct leak_stack *meet_last_walk(struct last_walk *l, unsigned k, const 
 	return splice_walk(l, k, f);
 }
 
-/* From frame 1 (ip, cfa) outwards with learnt frame sizes, until the last
- * walk is met or the outermost frame reached; NULL when that cannot be
- * done (a size not learnt, too deep): the caller walks in full. */
-/* libmemkit's own frames, at the same places with the same return
- * addresses as in the last walk, lead to the same first frame of the
- * program: skip them without looking up their sizes. */
-static bool skip_own_frames(const struct own_frames *o, uintptr_t *ip, uintptr_t *cfa)
+/* libmemkit's own frames, with the same return addresses at the same
+ * distances from the first CFA as in the last walk, lead to the first
+ * frame of the program at the same distance: skip them without looking up
+ * their sizes. (Reading each return address where the learnt sizes put it
+ * is what a walk with those sizes would do; libmemkit's frames have fixed
+ * sizes.) Relative, not absolute: a recursive program allocates at a new
+ * depth almost every time. */
+static bool skip_own_frames(const struct own_frames *o, uintptr_t top, uintptr_t *ip,
+			    uintptr_t *cfa)
 {
-	if (!o->user_cfa || o->slot[0] != *cfa - sizeof(void *) || o->ra[0] != *ip)
+	uintptr_t base = *cfa;
+	if (!o->user_off || o->ra[0] != *ip || base + o->user_off > top)
 		return false;
 	for (unsigned i = 1; i < o->n; i++)
-		if (*(const uintptr_t *)o->slot[i] != o->ra[i])
+		if (*(const uintptr_t *)(base + o->off[i]) != o->ra[i])
 			return false;
-	*cfa = o->user_cfa;
+	*cfa = base + o->user_off;
 	*ip = *(const uintptr_t *)(*cfa - sizeof(void *));
 	return true;
 }
 
+/* From frame 1 (ip, cfa) outwards with learnt frame sizes, until the last
+ * walk is met or the outermost frame reached; NULL when that cannot be
+ * done (a size not learnt, too deep): the caller walks in full. */
 static struct leak_stack *walk_incremental(struct tstate *t, uintptr_t ip, uintptr_t cfa)
 {
 	struct last_walk *l = &t->last;
 	struct own_frames *o = &t->own;
 	struct fresh f;
 	unsigned k = 0, stale = 0; /* entries below `stale` cannot be met */
-	bool own = !skip_own_frames(o, &ip, &cfa), too_many = false;
+	uintptr_t base = cfa;
+	bool own = !skip_own_frames(o, t->stack_top, &ip, &cfa), too_many = false;
 	if (own) {
 		o->n = 0;
-		o->user_cfa = 0; /* until the walk reaches the program */
+		o->user_off = 0; /* until the walk reaches the program */
 	}
 	f.n = 0;
 	for (unsigned step = 0; step < LEAK_MAX_WALK; step++) {
@@ -580,7 +608,7 @@ static struct leak_stack *walk_incremental(struct tstate *t, uintptr_t ip, uintp
 		uintptr_t slot = cfa - sizeof(void *);
 		if (own && ip >= own_text_lo && ip < own_text_hi) {
 			if (o->n < LEAK_MAX_WALK - LEAK_MAX_FRAMES) {
-				o->slot[o->n] = slot;
+				o->off[o->n] = slot - base;
 				o->ra[o->n++] = ip;
 			} else {
 				too_many = true;
@@ -588,11 +616,12 @@ static struct leak_stack *walk_incremental(struct tstate *t, uintptr_t ip, uintp
 		} else {
 			if (own) {
 				own = false;
-				o->user_cfa = too_many || !o->n ? 0 : cfa;
+				o->user_off = too_many || !o->n ? 0 : cfa - base;
 			}
-			while (k < l->n && l->slot[k] < slot)
+			while (k < l->n && l->slot[LW(l, k)] < slot)
 				k++; /* frames that have returned since */
-			if (k >= stale && k < l->n && l->slot[k] == slot && l->ra[k] == ip) {
+			if (k >= stale && k < l->n && l->slot[LW(l, k)] == slot &&
+			    l->ra[LW(l, k)] == ip) {
 				/* a caller further out may have changed (a sibling
 				 * call at the same depth): then meet beyond it */
 				unsigned changed = outermost_change(l, k);
@@ -714,9 +743,13 @@ static MKI_NOINLINE struct leak_stack *stack_of_caller(struct tstate *t)
 #define SHADOW_SHIFT   4 /* a granule: MKI_ALIGN */
 #define SHADOW_ENTRIES (MKI_CHUNK_SIZE >> SHADOW_SHIFT)
 #define SHADOW_L2      (1u << MKI_RADIX_L2_BITS)
-#define SHADOW_MARK    ((uintptr_t)1) /* in shadow_entry.stack: reachable */
-#define INFO_SIZE(i)   ((size_t)((i)&0xffffffffu))
-#define INFO_EPOCH(i)  ((i) >> 32)
+/* in shadow_entry.stack (nodes are 8-byte aligned): the block's class,
+ * set by a report; neither bit: definitely lost */
+#define SHADOW_MARK	((uintptr_t)1) /* reachable */
+#define SHADOW_INDIRECT ((uintptr_t)2) /* indirectly lost */
+#define SHADOW_BITS	(SHADOW_MARK | SHADOW_INDIRECT)
+#define INFO_SIZE(i)	((size_t)((i)&0xffffffffu))
+#define INFO_EPOCH(i)	((i) >> 32)
 
 static struct shadow_entry *_Atomic *_Atomic shadow_dir[1u << MKI_RADIX_L1_BITS];
 
@@ -1379,6 +1412,8 @@ struct marker {
 	struct work_item *work;
 	size_t top, cap;
 	uintptr_t lo, hi; /* every live block lies in [lo, hi) */
+	bool indirect;	  /* the pass: from the roots, or from unreachable blocks */
+	uintptr_t leader; /* the unreachable block scanned: it stays definitely lost */
 };
 
 static void push_block(struct marker *mk, uintptr_t addr, size_t size)
@@ -1387,8 +1422,9 @@ static void push_block(struct marker *mk, uintptr_t addr, size_t size)
 		mk->work[mk->top++] = (struct work_item){addr, size};
 }
 
-/* Marks the live block that starts at addr, if there is one not marked
- * yet; false if no live block starts there. */
+/* Marks the live block that starts at addr (reachable, or indirectly lost
+ * in the second pass), if it is not marked yet and is not the leader;
+ * false if no live block starts there. */
 static bool mark_block(struct marker *mk, uintptr_t addr)
 {
 	if (in_chunk(addr)) {
@@ -1397,17 +1433,18 @@ static bool mark_block(struct marker *mk, uintptr_t addr)
 		uintptr_t s = e ? atomic_load_explicit(&e->stack, memory_order_acquire) : 0;
 		if (!s)
 			return false;
+		uintptr_t bit = mk->indirect ? SHADOW_INDIRECT : SHADOW_MARK;
 		/* fails only if the owner freed or replaced the block meanwhile */
-		if (!(s & SHADOW_MARK) &&
-		    atomic_compare_exchange_strong(&e->stack, &s, s | SHADOW_MARK))
+		if (!(s & SHADOW_BITS) && addr != mk->leader &&
+		    atomic_compare_exchange_strong(&e->stack, &s, s | bit))
 			push_block(mk, addr, INFO_SIZE(atomic_load(&e->info)));
 		return true;
 	}
 	struct live_block *b = slot_find_locked(shard_of(addr), addr);
 	if (!b)
 		return false;
-	if (!(b->seq & LEAK_MARK)) {
-		b->seq |= LEAK_MARK;
+	if (!(b->seq & LEAK_BITS) && addr != mk->leader) {
+		b->seq |= mk->indirect ? LEAK_INDIRECT : LEAK_MARK;
 		push_block(mk, b->addr, b->size);
 	}
 	return true;
@@ -1441,6 +1478,45 @@ static void mark_transitively(struct marker *mk)
 	}
 }
 
+/* Valgrind's cliques: an unreachable block that no earlier scan reached
+ * leads one. Every unreachable block it reaches, transitively, is
+ * indirectly lost, earlier leaders included (they are pointed to after
+ * all); the leader stays definitely lost unless a later leader reaches it.
+ * So the definitely lost blocks are the ones no unreachable block points
+ * to, and of a cycle that nothing else points to, the first one scanned. */
+static void scan_leader(struct marker *mk, uintptr_t addr, size_t size)
+{
+	mk->leader = addr;
+	mark_range(mk, addr, addr + size);
+	mark_transitively(mk);
+}
+
+static void leader_entry(void *ctx, uintptr_t addr, struct shadow_entry *e)
+{
+	uintptr_t s = atomic_load_explicit(&e->stack, memory_order_acquire);
+	if (s && !(s & SHADOW_BITS))
+		scan_leader(ctx, addr,
+			    INFO_SIZE(atomic_load_explicit(&e->info, memory_order_relaxed)));
+}
+
+/* After the pass from the roots, with the shards locked. */
+static void mark_indirect_locked(struct marker *mk)
+{
+	if (!mk->work)
+		return; /* no memory for the work list: all unreachable stay definite */
+	mk->indirect = true;
+	shadow_each(leader_entry, mk);
+	for (unsigned s = 0; s < LEAK_SHARDS; s++) {
+		const struct shard *sh = &shards[s];
+		for (size_t i = 0; sh->slots && i <= sh->mask; i++) {
+			const struct live_block *b = &sh->slots[i];
+			if (b->addr && !(b->seq & LEAK_BITS))
+				scan_leader(mk, b->addr, b->size);
+		}
+	}
+	mk->leader = 0;
+}
+
 struct prep {
 	struct marker *mk;
 	size_t n;
@@ -1457,8 +1533,8 @@ static void widen(struct prep *pp, uintptr_t addr, size_t size)
 static void prepare_entry(void *ctx, uintptr_t addr, struct shadow_entry *e)
 {
 	uintptr_t s = atomic_load_explicit(&e->stack, memory_order_relaxed);
-	if (s & SHADOW_MARK)
-		atomic_compare_exchange_strong(&e->stack, &s, s & ~SHADOW_MARK);
+	if (s & SHADOW_BITS)
+		atomic_compare_exchange_strong(&e->stack, &s, s & ~SHADOW_BITS);
 	widen(ctx, addr, INFO_SIZE(atomic_load_explicit(&e->info, memory_order_relaxed)));
 }
 
@@ -1475,7 +1551,7 @@ static size_t prepare_marks_locked(struct marker *mk)
 			struct live_block *b = &sh->slots[i];
 			if (!b->addr)
 				continue;
-			b->seq &= ~LEAK_MARK;
+			b->seq &= ~LEAK_BITS;
 			widen(&pp, b->addr, b->size);
 		}
 	}
@@ -1484,33 +1560,45 @@ static size_t prepare_marks_locked(struct marker *mk)
 
 /* ------------------------------------------------------------ tallying */
 
-struct tally {
-	size_t lost_bytes, lost_blocks, reach_bytes, reach_blocks;
-	size_t lost_sites, reach_sites;
-	uint64_t min_seq;
+/* A stack's blocks of each class, in an array indexed by the stack's id
+ * that a report allocates (stacks created while it runs are left out). */
+struct site_totals {
+	size_t bytes[CLASSES], blocks[CLASSES];
 };
 
-static void reset_stack_totals(void)
+struct tally {
+	size_t bytes[CLASSES], blocks[CLASSES], sites[CLASSES];
+	uint64_t min_seq;
+	struct site_totals *per_stack; /* NULL without memory: totals only */
+	size_t nstacks;
+};
+
+static enum leak_class shadow_class(uintptr_t s)
 {
-	for (struct leak_stack *s = atomic_load(&all_stacks); s; s = s->all)
-		s->lost_bytes = s->lost_blocks = s->reach_bytes = s->reach_blocks = 0;
+	return s & SHADOW_MARK	     ? CLASS_REACHABLE
+	       : s & SHADOW_INDIRECT ? CLASS_INDIRECT
+				     : CLASS_DEFINITE;
 }
 
-static void tally_block(struct tally *t, struct leak_stack *s, size_t size, bool marked)
+static enum leak_class seq_class(uint64_t seq)
 {
-	if (marked) {
-		t->reach_sites += !s->reach_blocks;
-		s->reach_bytes += size;
-		s->reach_blocks++;
-		t->reach_bytes += size;
-		t->reach_blocks++;
-	} else {
-		t->lost_sites += !s->lost_blocks;
-		s->lost_bytes += size;
-		s->lost_blocks++;
-		t->lost_bytes += size;
-		t->lost_blocks++;
-	}
+	return seq & LEAK_MARK	     ? CLASS_REACHABLE
+	       : seq & LEAK_INDIRECT ? CLASS_INDIRECT
+				     : CLASS_DEFINITE;
+}
+
+static void tally_block(struct tally *t, const struct leak_stack *s, size_t size, enum leak_class c)
+{
+	if (s->id >= t->nstacks)
+		return; /* allocated while the report runs */
+	t->bytes[c] += size;
+	t->blocks[c]++;
+	if (!t->per_stack)
+		return;
+	struct site_totals *st = &t->per_stack[s->id];
+	t->sites[c] += !st->blocks[c];
+	st->bytes[c] += size;
+	st->blocks[c]++;
 }
 
 static void tally_entry(void *ctx, uintptr_t addr, struct shadow_entry *e)
@@ -1520,83 +1608,91 @@ static void tally_entry(void *ctx, uintptr_t addr, struct shadow_entry *e)
 	uintptr_t s = atomic_load_explicit(&e->stack, memory_order_acquire);
 	uint64_t info = atomic_load_explicit(&e->info, memory_order_relaxed);
 	if (s && INFO_EPOCH(info) >= t->min_seq)
-		tally_block(t, (struct leak_stack *)(s & ~SHADOW_MARK), INFO_SIZE(info),
-			    s & SHADOW_MARK);
+		tally_block(t, (struct leak_stack *)(s & ~SHADOW_BITS), INFO_SIZE(info),
+			    shadow_class(s));
 }
 
-static void tally_locked(struct tally *t, uint64_t min_seq)
+/* nstacks: stack_count when the report began */
+static void tally_locked(struct tally *t, uint64_t min_seq, size_t nstacks)
 {
 	memset(t, 0, sizeof(*t));
 	t->min_seq = min_seq;
+	t->nstacks = nstacks;
+	t->per_stack = nstacks ? mki_meta_alloc(nstacks * sizeof(struct site_totals)) : NULL;
 	shadow_each(tally_entry, t);
 	for (unsigned s = 0; s < LEAK_SHARDS; s++) {
 		const struct shard *sh = &shards[s];
 		for (size_t i = 0; sh->slots && i <= sh->mask; i++) {
 			const struct live_block *b = &sh->slots[i];
-			if (b->addr && (b->seq & ~LEAK_MARK) >= min_seq)
-				tally_block(t, b->stack, b->size, b->seq & LEAK_MARK);
+			if (b->addr && (b->seq & ~LEAK_BITS) >= min_seq)
+				tally_block(t, b->stack, b->size, seq_class(b->seq));
 		}
 	}
 }
 
+static void tally_free(struct tally *t)
+{
+	mki_meta_free(t->per_stack, t->nstacks * sizeof(struct site_totals));
+	t->per_stack = NULL;
+}
+
 /* ------------------------------------------------------------ sorting */
 
-/* heap sort, largest first by key(): qsort may allocate */
-static size_t key_lost(const struct leak_stack *s)
-{
-	return s->lost_bytes;
-}
+/* One call stack's blocks of one class, as a report lists them. */
+struct site {
+	const struct leak_stack *stack;
+	size_t bytes, blocks;
+};
 
-static size_t key_reach(const struct leak_stack *s)
-{
-	return s->reach_bytes;
-}
-
-typedef size_t (*stack_key_fn)(const struct leak_stack *s);
-
-static void sift_down(struct leak_stack **a, size_t i, size_t n, stack_key_fn key)
+/* heap sort, largest first by bytes: qsort may allocate */
+static void sift_down(struct site *a, size_t i, size_t n)
 {
 	for (;;) {
 		size_t m = i, l = 2 * i + 1, r = l + 1;
 		/* a min-heap, so the sorted array ends up descending */
-		if (l < n && key(a[l]) < key(a[m]))
+		if (l < n && a[l].bytes < a[m].bytes)
 			m = l;
-		if (r < n && key(a[r]) < key(a[m]))
+		if (r < n && a[r].bytes < a[m].bytes)
 			m = r;
 		if (m == i)
 			return;
-		struct leak_stack *t = a[i];
+		struct site t = a[i];
 		a[i] = a[m];
 		a[m] = t;
 		i = m;
 	}
 }
 
-static void sort_descending(struct leak_stack **a, size_t n, stack_key_fn key)
+static void sort_descending(struct site *a, size_t n)
 {
 	for (size_t i = n / 2; i-- > 0;)
-		sift_down(a, i, n, key);
+		sift_down(a, i, n);
 	for (size_t end = n; end-- > 1;) {
-		struct leak_stack *t = a[0];
+		struct site t = a[0];
 		a[0] = a[end];
 		a[end] = t;
-		sift_down(a, 0, end, key);
+		sift_down(a, 0, end);
 	}
 }
 
-/* the stacks with a non-zero key, sorted; *n is the count */
-static struct leak_stack **sorted_sites(stack_key_fn key, size_t max, size_t *n)
+/* The sites of class c, sorted; *n is their count (at most t->sites[c],
+ * the size of the array). */
+static struct site *sorted_sites(const struct tally *t, enum leak_class c, size_t *n)
 {
 	*n = 0;
-	if (!max)
+	if (!t->sites[c])
 		return NULL;
-	struct leak_stack **a = mki_meta_alloc(max * sizeof(struct leak_stack *));
+	struct site *a = mki_meta_alloc(t->sites[c] * sizeof(*a));
 	if (!a)
 		return NULL;
-	for (struct leak_stack *s = atomic_load(&all_stacks); s && *n < max; s = s->all)
-		if (key(s))
-			a[(*n)++] = s;
-	sort_descending(a, *n, key);
+	for (struct leak_stack *s = atomic_load(&all_stacks); s && *n < t->sites[c]; s = s->all) {
+		if (s->id >= t->nstacks)
+			continue;
+		const struct site_totals *st = &t->per_stack[s->id];
+		if (st->blocks[c])
+			a[(*n)++] = (struct site){s, st->bytes[c], st->blocks[c]};
+	}
+	sort_descending(a, *n);
 	return a;
 }
 
@@ -1651,16 +1747,31 @@ static void format_frame(char *buf, size_t size, const struct frame_info *fi)
 
 /* ------------------------------------------------------------ report text */
 
+/* by class: the text's words, the JSON's totals and site-list keys */
+static const char *const class_text[CLASSES] = {"definitely lost", "indirectly lost",
+						"still reachable"};
+static const char *const class_total_key[CLASSES] = {"definitely_lost", "indirectly_lost",
+						     "still_reachable"};
+static const char *const class_sites_key[CLASSES] = {"leaks", "indirect", "reachable"};
+
+/* what a report shows: the totals, and each class's sites, sorted */
+struct report {
+	struct tally t;
+	struct site *sites[CLASSES];
+	size_t nsites[CLASSES];
+	bool window;
+};
+
 static const char *plural(size_t n)
 {
 	return n == 1 ? "" : "s";
 }
 
-static void text_site(struct out *o, const struct leak_stack *s, size_t bytes, size_t blocks,
-		      const char *what)
+static void text_site(struct out *o, const struct site *site, const char *what)
 {
-	out_printf(o, "\n%zu bytes in %zu block%s %s, allocated at:\n", bytes, blocks,
-		   plural(blocks), what);
+	const struct leak_stack *s = site->stack;
+	out_printf(o, "\n%zu bytes in %zu block%s %s, allocated at:\n", site->bytes, site->blocks,
+		   plural(site->blocks), what);
 	unsigned i = 0;
 	for (const struct leak_stack *f = s; f->depth; f = f->parent, i++) {
 		struct frame_info fi;
@@ -1673,23 +1784,19 @@ static void text_site(struct out *o, const struct leak_stack *s, size_t bytes, s
 		out_str(o, "    (no stack)\n");
 }
 
-static void text_report(struct out *o, const struct tally *t, struct leak_stack **lost,
-			size_t nlost, struct leak_stack **reach, size_t nreach, bool window)
+static void text_report(struct out *o, const struct report *r)
 {
+	const struct tally *t = &r->t;
 	out_printf(o, "memkit: leak report for pid %d (%s)%s\n", (int)getpid(), main_program_path(),
-		   window ? ", blocks allocated in the window" : "");
-	for (size_t i = 0; i < nlost; i++)
-		text_site(o, lost[i], lost[i]->lost_bytes, lost[i]->lost_blocks, "definitely lost");
-	for (size_t i = 0; i < nreach; i++)
-		text_site(o, reach[i], reach[i]->reach_bytes, reach[i]->reach_blocks,
-			  "still reachable");
+		   r->window ? ", blocks allocated in the window" : "");
+	for (unsigned c = 0; c < CLASSES; c++)
+		for (size_t i = 0; i < r->nsites[c]; i++)
+			text_site(o, &r->sites[c][i], class_text[c]);
 	out_str(o, "\nLEAK SUMMARY:\n");
-	out_printf(o, "   definitely lost: %zu bytes in %zu block%s from %zu call stack%s\n",
-		   t->lost_bytes, t->lost_blocks, plural(t->lost_blocks), t->lost_sites,
-		   plural(t->lost_sites));
-	out_printf(o, "   still reachable: %zu bytes in %zu block%s from %zu call stack%s\n",
-		   t->reach_bytes, t->reach_blocks, plural(t->reach_blocks), t->reach_sites,
-		   plural(t->reach_sites));
+	for (unsigned c = 0; c < CLASSES; c++)
+		out_printf(o, "   %s: %zu bytes in %zu block%s from %zu call stack%s\n",
+			   class_text[c], t->bytes[c], t->blocks[c], plural(t->blocks[c]),
+			   t->sites[c], plural(t->sites[c]));
 	size_t nu = atomic_load(&untracked);
 	if (nu)
 		out_printf(o, "   not tracked (tracker out of memory): %zu block%s\n", nu,
@@ -1725,31 +1832,30 @@ static void json_frames(struct out *o, const struct leak_stack *s)
 	out_str(o, "]");
 }
 
-static void json_sites(struct out *o, const char *name, struct leak_stack **a, size_t n, bool lost)
+static void json_sites(struct out *o, const char *name, const struct site *a, size_t n)
 {
 	out_printf(o, ",\"%s\":[", name);
 	for (size_t i = 0; i < n; i++) {
-		size_t bytes = lost ? a[i]->lost_bytes : a[i]->reach_bytes;
-		size_t blocks = lost ? a[i]->lost_blocks : a[i]->reach_blocks;
-		out_printf(o, "%s{\"bytes\":%zu,\"blocks\":%zu,", i ? "," : "", bytes, blocks);
-		json_frames(o, a[i]);
+		out_printf(o, "%s{\"bytes\":%zu,\"blocks\":%zu,", i ? "," : "", a[i].bytes,
+			   a[i].blocks);
+		json_frames(o, a[i].stack);
 		out_str(o, "}");
 	}
 	out_str(o, "]");
 }
 
-static void json_report(struct out *o, const struct tally *t, struct leak_stack **lost,
-			size_t nlost, struct leak_stack **reach, size_t nreach, bool window)
+static void json_report(struct out *o, const struct report *r)
 {
+	const struct tally *t = &r->t;
 	out_printf(o, "{\"pid\":%d,\"exe\":", (int)getpid());
 	out_json_str(o, main_program_path());
-	out_printf(o,
-		   ",\"window\":%s,\"definitely_lost\":{\"bytes\":%zu,\"blocks\":%zu},"
-		   "\"still_reachable\":{\"bytes\":%zu,\"blocks\":%zu},\"untracked_blocks\":%zu",
-		   window ? "true" : "false", t->lost_bytes, t->lost_blocks, t->reach_bytes,
-		   t->reach_blocks, (size_t)atomic_load(&untracked));
-	json_sites(o, "leaks", lost, nlost, true);
-	json_sites(o, "reachable", reach, nreach, false);
+	out_printf(o, ",\"window\":%s", r->window ? "true" : "false");
+	for (unsigned c = 0; c < CLASSES; c++)
+		out_printf(o, ",\"%s\":{\"bytes\":%zu,\"blocks\":%zu}", class_total_key[c],
+			   t->bytes[c], t->blocks[c]);
+	out_printf(o, ",\"untracked_blocks\":%zu", (size_t)atomic_load(&untracked));
+	for (unsigned c = 0; c < CLASSES; c++)
+		json_sites(o, class_sites_key[c], r->sites[c], r->nsites[c]);
 	out_str(o, "}");
 }
 
@@ -1779,43 +1885,47 @@ static void mark_from_roots(struct marker *mk, uintptr_t stack_from)
 		mark_transitively(mk);
 	}
 	mki_meta_free(rs, sizeof(*rs));
-	/* the shards stay locked: the caller tallies, then unlocks */
+	/* the shards stay locked: the caller marks the indirectly lost,
+	 * tallies, then unlocks */
 }
 
+/* Classify (the shards locked while blocks are marked and counted), then
+ * write. Returns the blocks lost: definitely and indirectly, as valgrind
+ * counts leak errors. */
 static long write_report(int fd, enum mk_format format, uint64_t min_seq, bool window,
 			 uintptr_t stack_from)
 {
 	struct marker mk = {0};
-	struct tally t;
+	struct report r = {.window = window};
+	size_t nstacks = atomic_load(&stack_count);
 	mark_from_roots(&mk, stack_from);
-	reset_stack_totals();
-	tally_locked(&t, min_seq);
+	mark_indirect_locked(&mk);
+	tally_locked(&r.t, min_seq, nstacks);
 	unlock_all_shards();
 	mki_meta_free(mk.work, mk.cap * sizeof(struct work_item));
 
-	size_t nstacks = atomic_load(&stack_count), nlost, nreach;
-	struct leak_stack **lost = sorted_sites(key_lost, nstacks, &nlost);
-	struct leak_stack **reach = sorted_sites(key_reach, nstacks, &nreach);
+	for (unsigned c = 0; c < CLASSES; c++)
+		r.sites[c] = sorted_sites(&r.t, c, &r.nsites[c]);
+	int err = ENOMEM;
 	struct out *o = mki_meta_alloc(sizeof(*o));
-	if (!o) {
-		errno = ENOMEM;
-		return -1;
+	if (o) {
+		o->fd = fd;
+		if (format == MK_FORMAT_JSON)
+			json_report(o, &r);
+		else
+			text_report(o, &r);
+		out_flush(o);
+		err = o->err;
+		mki_meta_free(o, sizeof(*o));
 	}
-	o->fd = fd;
-	if (format == MK_FORMAT_JSON)
-		json_report(o, &t, lost, nlost, reach, nreach, window);
-	else
-		text_report(o, &t, lost, nlost, reach, nreach, window);
-	out_flush(o);
-	int err = o->err;
-	mki_meta_free(o, sizeof(*o));
-	mki_meta_free(lost, nstacks * sizeof(struct leak_stack *));
-	mki_meta_free(reach, nstacks * sizeof(struct leak_stack *));
+	for (unsigned c = 0; c < CLASSES; c++)
+		mki_meta_free(r.sites[c], r.t.sites[c] * sizeof(struct site));
+	tally_free(&r.t);
 	if (err) {
 		errno = err;
 		return -1;
 	}
-	return (long)t.lost_blocks;
+	return (long)(r.t.blocks[CLASS_DEFINITE] + r.t.blocks[CLASS_INDIRECT]);
 }
 
 static MKI_NOINLINE long guarded_report(int fd, enum mk_format format, uint64_t min_seq,

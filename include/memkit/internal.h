@@ -264,10 +264,10 @@ struct mki_slab {
 	uint32_t capacity;		/* slots in the slab */
 	uint32_t carved;		/* slots initialised so far (lazy carving) */
 	uint32_t span;			/* capacity * size: bytes of slots */
-	struct mk_cache *cache;		/* object cache, or NULL for malloc */
-	uint8_t cls;
+	uint8_t cls;			/* in the first line too: free reads it */
 	uint8_t order;
-	uint8_t state; /* MKI_SLAB_* */
+	uint8_t state;		/* MKI_SLAB_* */
+	struct mk_cache *cache; /* object cache, or NULL for malloc */
 	/* second cache line: written by other threads */
 	_Atomic uintptr_t thread_free __attribute__((aligned(64))); /* remote frees | MKI_TF_FULL */
 	struct mki_slab *reclaim_next; /* in its owner's reclaim stack */
@@ -290,6 +290,8 @@ static inline uint32_t mki_tf_count(uintptr_t tf)
 	return (uint32_t)(tf >> MKI_TF_COUNT_SHIFT);
 }
 enum { MKI_SLAB_PARTIAL = 0, MKI_SLAB_FULL, MKI_SLAB_ABANDONED, MKI_SLAB_CACHE, MKI_SLAB_DEAD };
+_Static_assert(offsetof(struct mki_slab, cache) + sizeof(void *) <= 64,
+	       "the fields of the fast paths share one cache line");
 
 extern uintptr_t mki_free_key; /* random per process */
 static inline uintptr_t mki_free_tag(const void *b)

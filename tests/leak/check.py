@@ -27,6 +27,9 @@ PLANTED = {
     "leak_in_thread": (2000, 1),
     "leak_realloc": (5000, 1),
 }
+# planted structures: function -> (bytes, blocks), by valgrind's class
+STRUCT_DEFINITE = {"leak_list": (48, 1), "leak_ring": (32, 1), "leak_owner": (24, 1)}
+STRUCT_INDIRECT = {"leak_list": (432, 9), "leak_ring": (64, 2), "leak_payload": (500, 1)}
 PLANTED_BYTES = sum(b for b, _ in PLANTED.values())
 PLANTED_BLOCKS = sum(n for _, n in PLANTED.values())
 
@@ -152,14 +155,92 @@ def case_valgrind(args):
               f"{fn}: memkit {o and o[:2]} at {o_line}, valgrind {v}")
 
 
+VG_KIND = re.compile(r"==\d+== (?:([\d,]+)|[\d,]+ \(([\d,]+) direct, [\d,]+ indirect\)) "
+                     r"bytes in ([\d,]+) blocks are (definitely|indirectly) lost")
+
+
+def valgrind_kinds(args, mode):
+    """{"definitely"|"indirectly": {function: [bytes, blocks]}} from
+    valgrind's loss records (a definite record's direct bytes only), keyed
+    by each record's innermost frame in planted.c."""
+    if not shutil.which("valgrind"):
+        check(False, "valgrind is installed (scripts/deps.sh test)")
+        return None
+    r = run(["valgrind", "--leak-check=full", "--show-leak-kinds=definite,indirect",
+             "--errors-for-leak-kinds=none", args.planted, mode], timeout=120)
+    check(r.returncode == 0, f"planted {mode} under valgrind exits 0 (got {r.returncode})")
+    kinds, cur = {"definitely": {}, "indirectly": {}}, None
+    for line in r.stderr.decode(errors="replace").splitlines():
+        m = VG_KIND.search(line)
+        if m:
+            nbytes = int((m.group(1) or m.group(2)).replace(",", ""))
+            cur = (m.group(4), nbytes, int(m.group(3).replace(",", "")))
+            continue
+        m = VG_FRAME.search(line)
+        if cur and m and m.group(2) == "planted.c":
+            e = kinds[cur[0]].setdefault(m.group(1), [0, 0])
+            e[0] += cur[1]
+            e[1] += cur[2]
+            cur = None
+    return kinds
+
+
+def case_indirect(args):
+    rep = memkit_sites(args, "structures")["leaks"]
+    definite, foreign = by_function(rep["leaks"], args.planted)
+    indirect, foreign2 = by_function(rep["indirect"], args.planted)
+    got_d = {f: tuple(v[:2]) for f, v in definite.items()}
+    got_i = {f: tuple(v[:2]) for f, v in indirect.items()}
+    check(got_d == STRUCT_DEFINITE, f"definitely lost: the first block of each structure "
+          f"{STRUCT_DEFINITE} (got {got_d})")
+    check(got_i == STRUCT_INDIRECT, f"indirectly lost: the rest {STRUCT_INDIRECT} (got {got_i})")
+    check(not foreign and not foreign2, "no lost site outside planted's code")
+    want_d = [sum(v[k] for v in STRUCT_DEFINITE.values()) for k in (0, 1)]
+    want_i = [sum(v[k] for v in STRUCT_INDIRECT.values()) for k in (0, 1)]
+    check(rep["definitely_lost"] == {"bytes": want_d[0], "blocks": want_d[1]},
+          f"definitely lost total {want_d} (got {rep['definitely_lost']})")
+    check(rep["indirectly_lost"] == {"bytes": want_i[0], "blocks": want_i[1]},
+          f"indirectly lost total {want_i} (got {rep['indirectly_lost']})")
+    reach, _ = by_function(rep["reachable"], args.planted)
+    check(reach.get("keep_some", [0, 0])[:2] == [777 + 4 * 64, 5],
+          f"keep_some's list still reachable, not lost (got {reach.get('keep_some')})")
+    no_allocator_frames(rep["leaks"] + rep["indirect"])
+    vg = valgrind_kinds(args, "structures")
+    if vg is not None:
+        for kind, ours in (("definitely", got_d), ("indirectly", got_i)):
+            theirs = {f: tuple(v) for f, v in vg[kind].items()}
+            check(theirs == ours, f"{kind} lost: valgrind {theirs}, memkit {ours}")
+    # both text writers: memkit run's (from the JSON) and the library's own
+    line = (f"indirectly lost: {want_i[0]} bytes in {want_i[1]} blocks from "
+            f"{len(STRUCT_INDIRECT)} call stacks")
+    r = run([args.memkit, "run", "--leaks", "--", args.planted, "structures"])
+    err = r.stderr.decode(errors="replace")
+    check(line in err, f"memkit run's summary line '{line}'")
+    check(re.search(r"432 bytes in 9 blocks indirectly lost, allocated at:\n"
+                    r" +#0 +leak_list \(.*planted\.c:\d+\)", err) is not None,
+          "memkit run lists the indirectly lost list nodes with file:line")
+    r = run([args.planted, "structures"], env={"LD_PRELOAD": args.lib, "MEMKIT_LEAK": "1"})
+    err = r.stderr.decode(errors="replace")
+    check(line in err and f"definitely lost: {want_d[0]} bytes in {want_d[1]} blocks" in err,
+          "the library's own text report has both summary lines")
+    r = run([args.memkit, "run", "--fail-on-leak", "--", args.planted, "structures"])
+    check(r.returncode == 3, f"--fail-on-leak: lost structures exit 3 (got {r.returncode})")
+
+
 def case_threads(args):
     rep = memkit_sites(args, "threads")["leaks"]
-    found, foreign = by_function(rep["leaks"], args.planted)
+    # the lost blocks were never cleared: a stale pointer left in one (the
+    # allocator's free-list link) may make another "indirectly lost", as a
+    # conservative scan must; the sum of both classes is exact
+    found, foreign = by_function(rep["leaks"] + rep["indirect"], args.planted)
     want = [sum(100 * (100 + i) for i in range(8)), 800]
     check(found.get("stress_thread", [0, 0])[:2] == want,
           f"8 threads lose {want[0]} bytes in 800 blocks at one site "
           f"(got {found.get('stress_thread')})")
-    no_allocator_frames(rep["leaks"])
+    total = [rep[k]["blocks"] for k in ("definitely_lost", "indirectly_lost")]
+    check(sum(total) == 800 and total[0] >= 1,
+          f"800 blocks definitely or indirectly lost, at least one definitely (got {total})")
+    no_allocator_frames(rep["leaks"] + rep["indirect"])
     check(set(found) == {"stress_thread"} and not foreign,
           f"nothing else is lost (got {sorted(found)}, {len(foreign)} foreign)")
 
@@ -357,7 +438,7 @@ def case_signal_window(args):
 CASES = {
     "planted": case_planted, "valgrind": case_valgrind, "text": case_text,
     "fail-on-leak": case_fail_on_leak, "exit-status": case_exit_status,
-    "stats": case_stats, "threads": case_threads, "recursive": case_recursive, "fork": case_fork, "closed-stderr": case_closed_stderr, "api-window": case_api_window, "api-report": case_api_report,
+    "stats": case_stats, "threads": case_threads, "indirect": case_indirect, "recursive": case_recursive, "fork": case_fork, "closed-stderr": case_closed_stderr, "api-window": case_api_window, "api-report": case_api_report,
     "api-stats": case_api_stats, "signal-window": case_signal_window,
 }
 

@@ -16,6 +16,11 @@
  *                      for it, then _exits (no report of its own)
  *   planted threads    8 threads allocate and free at once; each loses 100
  *                      blocks of 100 + i bytes (thread i) from one call site
+ *   planted structures loses whole structures, for "indirectly lost": a
+ *                      list of 10 nodes (48 bytes each, one call site), a
+ *                      ring of 3 (32 bytes each), a 24-byte owner of a
+ *                      500-byte payload allocated at another site; keeps
+ *                      keep_some's blocks reachable
  *
  * May call libc and pthreads only.
  */
@@ -243,6 +248,85 @@ static int fork_leak(void)
 	_exit(0);
 }
 
+/* Lost structures: only the first block of each is pointed to by no other
+ * lost block (valgrind: "definitely lost"); the rest are reachable from it
+ * alone ("indirectly lost"). Every byte is written: no stale pointer in
+ * them may link one structure to another. */
+#define LIST_NODES 10
+#define RING_NODES 3
+
+struct list_node {
+	struct list_node *next;
+	char pad[40]; /* 48 bytes */
+};
+
+struct ring_node {
+	struct ring_node *next;
+	char pad[24]; /* 32 bytes */
+};
+
+struct owner {
+	char *payload;
+	char pad[16]; /* 24 bytes */
+};
+
+/* 10 nodes from one call site: 1 block definitely, 9 indirectly lost */
+static NOINLINE void leak_list(void)
+{
+	struct list_node *head = NULL;
+	for (int i = 0; i < LIST_NODES; i++) {
+		struct list_node *n = malloc(sizeof(*n));
+		memset(n, 0, sizeof(*n));
+		n->next = head;
+		head = n;
+	}
+	sink = head;
+	sink = NULL;
+}
+
+/* a cycle nothing else points to: valgrind calls the block it scans first
+ * definitely lost, the 2 others indirectly */
+static NOINLINE void leak_ring(void)
+{
+	struct ring_node *n[RING_NODES];
+	for (int i = 0; i < RING_NODES; i++) {
+		n[i] = malloc(sizeof(*n[i]));
+		memset(n[i], 0, sizeof(*n[i]));
+	}
+	for (int i = 0; i < RING_NODES; i++)
+		n[i]->next = n[(i + 1) % RING_NODES];
+	sink = n[0];
+	sink = NULL;
+}
+
+/* 500 bytes, indirectly lost through its owner */
+static NOINLINE char *leak_payload(void)
+{
+	char *p = malloc(500);
+	memset(p, 0x5a, 500);
+	return p;
+}
+
+/* 24 bytes definitely lost, at a site of its own */
+static NOINLINE void leak_owner(void)
+{
+	struct owner *o = malloc(sizeof(*o));
+	memset(o, 0, sizeof(*o));
+	o->payload = leak_payload();
+	sink = o;
+	sink = NULL;
+}
+
+static int lose_structures(void)
+{
+	leak_list();
+	leak_ring();
+	leak_owner();
+	keep_some();
+	scrub_stack();
+	return 0;
+}
+
 static int echo(void)
 {
 	char buf[4096];
@@ -276,6 +360,9 @@ int main(int argc, char **argv)
 		return recursive();
 	if (!strcmp(mode, "fork"))
 		return fork_leak();
-	fprintf(stderr, "usage: planted leaks|clean|exit N|kill SIG|echo|signal-window\n");
+	if (!strcmp(mode, "structures"))
+		return lose_structures();
+	fprintf(stderr, "usage: planted leaks|clean|exit N|kill SIG|echo|signal-window|"
+			"threads|recursive|fork|structures\n");
 	return 2;
 }
