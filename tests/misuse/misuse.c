@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <regex.h>
 #include <signal.h>
 #include <stdint.h>
@@ -91,6 +92,37 @@ static int case_double_free_small(void)
 	char *p = guarded_block(32);
 
 	free_twice(p);
+	return 0;
+}
+
+static pthread_barrier_t freed;
+
+/* frees p, then stays alive (its cache with it) until the process ends */
+static void *free_in_thread(void *p)
+{
+	free(p);
+	pthread_barrier_wait(&freed);
+	for (;;)
+		pause();
+	return NULL;
+}
+
+/* The first free comes from another thread, which stays alive, so the block
+ * waits in that thread's cache (libmemkit's foreign list, glibc's tcache),
+ * out of sight of the owner's lists; then the owner frees it again. glibc
+ * looks for it in the freeing thread's own tcache only and misses it. */
+static int case_double_free_threads(void)
+{
+	char *p = guarded_block(32);
+	uintptr_t addr = (uintptr_t)p;
+	pthread_t t;
+	pthread_barrier_init(&freed, NULL, 2);
+	if (pthread_create(&t, NULL, free_in_thread, p))
+		return 1;
+	pthread_barrier_wait(&freed);
+	say("second free of", (void *)addr);
+	free(opaque((void *)addr));
+	fprintf(stderr, "double free not detected\n");
 	return 0;
 }
 
@@ -329,6 +361,8 @@ struct misuse_case {
 static const struct misuse_case cases[] = {
     {"double-free-small", case_double_free_small, MK_ABORT("double free of"),
      GLIBC_ABORT("free\\(\\): double free detected in tcache 2")},
+    {"double-free-threads", case_double_free_threads, MK_ABORT("double free of"),
+     EXITS("^double free not detected$")},
     {"double-free-medium", case_double_free_medium, MK_ABORT("double free of"),
      GLIBC_ABORT("double free or corruption \\(!prev\\)")},
     {"double-free-run", case_double_free_run, MK_ABORT("double free of"),
