@@ -1,0 +1,47 @@
+#!/bin/bash
+# bench/compare.sh - one workload under several allocators, interleaved
+# (A B C, A B C, ...), RUNS times; prints the median wall time, CPU time
+# (user+sys) and peak RSS of each. For quick A/B checks of a change: build
+# the variant, copy its libmemkit.so aside, and compare the two side by side.
+#
+#   bench/compare.sh RUNS WORKLOAD LIB...     (LIB: a .so to preload, or glibc)
+#   e.g. bench/compare.sh 5 wl-larson /tmp/before.so build/libmemkit.so glibc
+#
+# WORKLOAD is a program of build/bench (BENCH_DIR to change); the workloads'
+# own variables (BENCH_SCALE, BENCH_THREADS) pass through.
+set -eu
+if [ $# -lt 3 ]; then
+	echo "usage: bench/compare.sh RUNS WORKLOAD LIB..." >&2
+	exit 2
+fi
+runs=$1 wl=$2
+shift 2
+bin="${BENCH_DIR:-build/bench}/$wl"
+[ -x "$bin" ] || { echo "compare.sh: $bin not found (make bench builds it)" >&2; exit 2; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for i in $(seq 1 "$runs"); do
+	n=0
+	for lib in "$@"; do
+		pre=$lib
+		[ "$lib" = glibc ] && pre=
+		/usr/bin/time -o "$tmp/t" -f "%e %U %S %M" env LD_PRELOAD="$pre" timeout 120 "$bin" \
+			>/dev/null 2>&1 || echo "compare.sh: $lib run $i failed" >&2
+		tail -n 1 "$tmp/t" >>"$tmp/$n"
+		n=$((n + 1))
+	done
+done
+n=0
+for lib in "$@"; do
+	python3 - "$lib" "$tmp/$n" <<'PY'
+import statistics as st, sys
+rows = [l.split() for l in open(sys.argv[2]) if len(l.split()) == 4]
+if not rows:
+    print("%-32s no successful run" % sys.argv[1]); sys.exit(0)
+med = lambda xs: st.median(xs)
+print("%-32s wall %.3f s  cpu %.3f s  rss %.1f MiB" % (sys.argv[1],
+      med(float(r[0]) for r in rows), med(float(r[1]) + float(r[2]) for r in rows),
+      med(float(r[3]) for r in rows) / 1024))
+PY
+	n=$((n + 1))
+done
