@@ -4,7 +4,8 @@
  *
  * - Freed mappings wait in a small cache (MKI_LARGE_CACHE entries, each at
  *   most MKI_LARGE_CACHE_MAX bytes) for MEMKIT_DECAY_MS, so a loop that
- *   allocates and frees a 1 MiB buffer makes no system call per iteration.
+ *   allocates and frees a 1 MiB buffer makes no system call per iteration;
+ *   a range idle for MKI_LARGE_PURGE_MS gives its pages back meanwhile.
  * - Every live mapping is in a hash table keyed by address, so free() of an
  *   address that is not a live large block is caught, never trusted; and
  *   the block needs no header: the pointer is the page-aligned mapping.
@@ -17,9 +18,12 @@
 #include <string.h>
 #include "memkit/internal.h"
 
-#define MKI_LARGE_CACHE		 64
-#define MKI_LARGE_CACHE_MAX	 ((size_t)64 << 20)  /* one mapping */
-#define MKI_LARGE_CACHE_TOTAL	 ((size_t)128 << 20) /* all of them */
+#define MKI_LARGE_CACHE	      64
+#define MKI_LARGE_CACHE_MAX   ((size_t)64 << 20)  /* one mapping */
+#define MKI_LARGE_CACHE_TOTAL ((size_t)128 << 20) /* all of them */
+#ifndef MKI_LARGE_PURGE_MS
+#define MKI_LARGE_PURGE_MS 10 /* idle cached ranges give their pages back */
+#endif
 #define TOMBSTONE		 ((uintptr_t)1)
 #define MKI_LARGE_GROW_AHEAD_MAX ((size_t)64 << 20) /* address space a realloc adds ahead */
 
@@ -32,6 +36,7 @@ struct cached_map {
 	void *addr;
 	size_t size;
 	uint64_t since_ms;
+	bool purged; /* its pages went back (MADV_DONTNEED); the range stays */
 };
 
 static mki_lock_t large_lock = MKI_LOCK_INIT;
@@ -155,6 +160,23 @@ static bool cache_take_locked(size_t size, size_t align, void **addr, size_t *ma
 	return true;
 }
 
+/* A cached range not reused within MKI_LARGE_PURGE_MS gives its pages back
+ * but stays mapped (as mimalloc purges after a short delay): a program that
+ * frees and allocates large blocks in a loop reuses them resident, one whose
+ * large blocks come and go (buffers grown by realloc, then freed) does not
+ * keep them all resident for the decay time; reuse of a purged range costs
+ * page faults, not mmap. Under the lock: once unlocked, the range may be
+ * handed out. */
+static void purge_idle_locked(uint64_t now)
+{
+	for (size_t i = 0; i < nr_cached; i++) {
+		struct cached_map *m = &cache[i];
+		if (!m->purged && now - m->since_ms >= MKI_LARGE_PURGE_MS &&
+		    !mki_os_purge(m->addr, m->size))
+			m->purged = true;
+	}
+}
+
 /* Caches a freed range, or hands it back in out[] to be unmapped, with the
  * oldest entry when it had to make room. Returns how many out[] holds. */
 static unsigned cache_put_locked(void *addr, size_t size, struct cached_map out[2])
@@ -169,7 +191,9 @@ static unsigned cache_put_locked(void *addr, size_t size, struct cached_map out[
 				m->addr = addr;
 			m->size += size;
 			m->since_ms = mki_clock_ms();
+			m->purged = false; /* partly resident: purged whole when idle */
 			cached_bytes += size;
+			purge_idle_locked(m->since_ms);
 			return 0;
 		}
 	}
@@ -184,11 +208,13 @@ static unsigned cache_put_locked(void *addr, size_t size, struct cached_map out[
 		cached_bytes -= out[0].size;
 	}
 	if (cached_bytes + size > MKI_LARGE_CACHE_TOTAL) {
-		out[n++] = (struct cached_map){addr, size, 0};
+		out[n++] = (struct cached_map){addr, size, 0, false};
 		return n;
 	}
-	cache[nr_cached++] = (struct cached_map){addr, size, mki_clock_ms()};
+	uint64_t now = mki_clock_ms();
+	cache[nr_cached++] = (struct cached_map){addr, size, now, false};
 	cached_bytes += size;
+	purge_idle_locked(now);
 	return n;
 }
 
