@@ -389,6 +389,10 @@ static inline __attribute__((always_inline)) void slab_free(struct mki_slab *s, 
 		foreign_push(h, s, b);
 		return;
 	}
+	if (h)
+		h->frees[s->cls]++;
+	else
+		mki_heap_count_heapless_free(s->cls);
 	mki_heap_free_remote(s, p);
 }
 

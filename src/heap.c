@@ -48,6 +48,7 @@ static mki_lock_t abandoned_lock = MKI_LOCK_INIT;
 static struct mki_slab *abandoned[MKI_CLASSES_MAX];
 static _Atomic size_t nr_abandoned_slabs;
 static _Atomic size_t class_slabs[MKI_CLASSES_MAX];
+static _Atomic uint64_t heapless_frees[MKI_CLASSES_MAX];
 
 static pthread_key_t heap_key;
 static bool heap_key_ready;
@@ -152,6 +153,11 @@ static void push_remote(struct mki_slab *s, struct mki_block *first, struct mki_
 	    &s->thread_free, &old, next, memory_order_release, memory_order_relaxed));
 	if (old & MKI_TF_FULL)
 		notify_owner(s);
+}
+
+void mki_heap_count_heapless_free(unsigned cls)
+{
+	atomic_fetch_add_explicit(&heapless_frees[cls], 1, memory_order_relaxed);
 }
 
 void mki_heap_free_remote(struct mki_slab *s, void *p)
@@ -484,6 +490,8 @@ void mki_heap_stats(struct mk_stats *st)
 	st->threads += nr_heaps_live;
 	st->heaps_abandoned += nr_heaps_abandoned;
 	mki_unlock(&heaps_lock);
+	for (unsigned c = 0; c < mki_class_count; c++)
+		frees[c] += atomic_load_explicit(&heapless_frees[c], memory_order_relaxed);
 	for (unsigned c = 0; c < mki_class_count && c < MK_STATS_MAX_CLASSES; c++) {
 		struct mk_class_stats *cs = &st->classes[c];
 		size_t live = allocs[c] > frees[c] ? (size_t)(allocs[c] - frees[c]) : 0;

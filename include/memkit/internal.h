@@ -389,6 +389,8 @@ extern struct mki_heap mki_heap_none; /* owner of abandoned slabs: never a threa
 /* a free by a thread that does not own the slab: lock-free push, and the
  * owner is told when the slab was full */
 void mki_heap_free_remote(struct mki_slab *s, void *p);
+/* a free by a thread that has no heap (it never allocated): counted apart */
+void mki_heap_count_heapless_free(unsigned cls);
 /* hands the foreign list of cls back to the slabs, but its `keep` newest */
 void mki_heap_flush_foreign(struct mki_heap *h, unsigned cls, uint32_t keep);
 bool mki_heap_foreign_holds(const struct mki_heap *h, unsigned cls, const void *p);

@@ -3,6 +3,7 @@
  * alignment, realloc in place and moving, errno on failure. */
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include "memkit.h"
@@ -173,6 +174,51 @@ static void test_trim(void)
 	CHECK(st.buddy_free_bytes == st.buddy_purged_bytes);
 }
 
+static size_t live_blocks_of(size_t block_size)
+{
+	struct mk_stats st;
+	CHECK(mk_stats_get(&st) == 0);
+	for (unsigned c = 0; c < MK_STATS_MAX_CLASSES; c++)
+		if (st.classes[c].block_size == block_size)
+			return st.classes[c].live_blocks;
+	return 0;
+}
+
+enum { HANDED = 300, HANDED_SIZE = 768 };
+static void *handed[HANDED];
+
+static void *allocate_and_exit(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < HANDED; i++)
+		handed[i] = mk_malloc(HANDED_SIZE);
+	return NULL;
+}
+
+static void *free_handed(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < HANDED; i++)
+		mk_free(handed[i]);
+	return NULL;
+}
+
+/* The per-class live counts stay exact whichever thread frees a block: one
+ * still running (it keeps the block to reuse), or after the owner exited. */
+static void test_live_counts_across_threads(void)
+{
+	size_t before = live_blocks_of(HANDED_SIZE);
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, allocate_and_exit, NULL) == 0 && pthread_join(t, NULL) == 0);
+	CHECK(live_blocks_of(HANDED_SIZE) == before + HANDED);
+	free_handed(NULL); /* the owner is gone */
+	CHECK(live_blocks_of(HANDED_SIZE) == before);
+	for (int i = 0; i < HANDED; i++)
+		handed[i] = mk_malloc(HANDED_SIZE);
+	CHECK(pthread_create(&t, NULL, free_handed, NULL) == 0 && pthread_join(t, NULL) == 0);
+	CHECK(live_blocks_of(HANDED_SIZE) == before); /* freed by a thread that is not the owner */
+}
+
 int main(void)
 {
 	test_sizes();
@@ -183,5 +229,6 @@ int main(void)
 	test_mallopt_threshold();
 	test_free_keeps_errno();
 	test_trim();
+	test_live_counts_across_threads();
 	return check_done("test-api");
 }
