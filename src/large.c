@@ -387,7 +387,9 @@ void *mki_large_realloc(void *p, size_t size)
 		return NULL; /* not ours, or guarded (mremap would move the guards) */
 	if (want > have) {
 		size_t ahead = mki_align_up(have + have / 2, MKI_PAGE_SIZE);
-		if (ahead > want && ahead - want <= MKI_LARGE_GROW_AHEAD_MAX)
+		if (ahead > want && ahead - want > MKI_LARGE_GROW_AHEAD_MAX)
+			ahead = want + MKI_LARGE_GROW_AHEAD_MAX;
+		if (ahead > want)
 			want = ahead;
 	}
 	void *q;
