@@ -48,9 +48,9 @@ void mki_sizeclass_init(void)
 {
 	if (mki_class_count)
 		return;
-	for (size_t s = MKI_ALIGN; s <= MKI_LINEAR_CLASSES * MKI_ALIGN; s += MKI_ALIGN)
+	for (size_t s = MKI_ALIGN; s <= (size_t)MKI_LINEAR_CLASSES * MKI_ALIGN; s += MKI_ALIGN)
 		add_class(s);
-	for (size_t base = MKI_LINEAR_CLASSES * MKI_ALIGN; base < MKI_SLAB_MAX; base *= 2)
+	for (size_t base = (size_t)MKI_LINEAR_CLASSES * MKI_ALIGN; base < MKI_SLAB_MAX; base *= 2)
 		for (size_t step = 1; step <= 4; step++)
 			add_class(base + step * base / 4);
 	unsigned c = 0;

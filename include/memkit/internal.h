@@ -234,7 +234,7 @@ static inline unsigned mki_class_of_small_size(size_t size)
 }
 /* Above 128 bytes four classes per power of two: the class follows from the
  * highest set bit of size - 1 and the two bits below it. */
-#define MKI_LINEAR_CLASSES 8			     /* 16 .. 128 */
+#define MKI_LINEAR_CLASSES 8u			     /* 16 .. 128 */
 static inline unsigned mki_class_of_big(size_t size) /* 128 < size <= MKI_SLAB_MAX */
 {
 	size_t s = size - 1;
