@@ -269,7 +269,7 @@ static void set_slab_fast_max(void)
 	slab_fast_max = MKI_SLAB_MAX - MKI_CANARY < below ? MKI_SLAB_MAX - MKI_CANARY : below;
 }
 
-void *mki_malloc(size_t size)
+static MKI_NOINLINE void *malloc_slow(size_t size)
 {
 	void *p = NULL;
 	if (mki_likely(size <= slab_fast_max)) {
@@ -282,6 +282,42 @@ void *mki_malloc(size_t size)
 		p = alloc_generic(size, MKI_ALIGN, false);
 	leak_note_alloc(p, size);
 	return p;
+}
+
+#ifndef MKI_SECURE
+static MKI_NOINLINE void *purge_then(void *p)
+{
+	mki_page_maybe_purge();
+	return p;
+}
+#endif
+
+/* The common case inline, everything else (first call, empty slab, leak
+ * tracking, canaries, larger sizes) in malloc_slow, reached by a tail call:
+ * the fast path saves no register and has no stack frame. */
+void *mki_malloc(size_t size)
+{
+#ifndef MKI_SECURE
+	if (mki_likely(size <= slab_fast_max && !mki_leak_active)) {
+		unsigned cls = mki_likely(size <= MKI_SMALL_MAX) ? mki_class_of_small_size(size)
+								 : mki_class_of_big(size);
+		struct mki_heap *h = mki_tls_heap;
+		if (mki_likely(h != NULL)) {
+			struct mki_slab *s = h->direct[cls];
+			struct mki_block *b = s->free;
+			if (mki_likely(b != NULL)) {
+				s->free = mki_block_next(b);
+				s->used++;
+				b->tag = 0;
+				/* as slab_pop: now and then, see whether memory waits to go back */
+				if (mki_unlikely(!(++h->allocs[cls] & 255)))
+					return purge_then(b);
+				return b;
+			}
+		}
+	}
+#endif
+	return malloc_slow(size);
 }
 
 void *mki_calloc(size_t count, size_t size)
@@ -323,10 +359,11 @@ static MKI_COLD __attribute__((unused)) void double_free_abort(struct mki_slab *
 
 /* Another heap's block: kept on this thread's foreign list for its next
  * malloc of the class (heap.c). */
-static inline void foreign_push(struct mki_heap *h, struct mki_slab *s, struct mki_block *b)
+static inline void foreign_push(struct mki_heap *h, struct mki_slab *s, struct mki_block *b,
+				uintptr_t tag)
 {
 	unsigned cls = s->cls;
-	b->tag = mki_free_tag(b);
+	b->tag = tag;
 	mki_block_set_next(b, h->foreign[cls]);
 	h->foreign[cls] = b;
 	h->frees[cls]++;
@@ -357,13 +394,34 @@ static MKI_COLD void bad_slab_pointer(const char *what, struct mki_slab *s, cons
 	mki_fatal("%s of invalid pointer %p", what, p);
 }
 
+/* A free of a block of another heap's slab (or of an object cache's). */
+static MKI_NOINLINE void free_other(struct mki_heap *h, struct mki_heap *owner, struct mki_slab *s,
+				    struct mki_block *b, uintptr_t tag)
+{
+	if (mki_unlikely(s->cache != NULL))
+		bad_slab_pointer("free", s, b);
+	/* a dead thread's block goes straight back: its slab may then empty
+	 * and return to the buddy system, instead of being pinned by a thread
+	 * that may never allocate from this class again */
+	if (mki_likely(h != NULL && owner != &mki_heap_none)) {
+		foreign_push(h, s, b, tag);
+		return;
+	}
+	if (h)
+		h->frees[s->cls]++;
+	else
+		mki_heap_count_heapless_free(s->cls);
+	mki_heap_free_remote(s, b);
+}
+
 static inline __attribute__((always_inline)) void slab_free(struct mki_slab *s, void *p)
 {
 	struct mki_block *b = p;
-#ifndef MKI_NO_FREE_CHECKS /* a build for `make bench` only, to price the checks */
+	uintptr_t tag = mki_free_tag(b); /* once: the stores below could alias the key */
+#ifndef MKI_NO_FREE_CHECKS		 /* a build for `make bench` only, to price the checks */
 	if (mki_unlikely(!mki_slab_is_slot_start(s, p) || !mki_slab_contains(s, p)))
 		bad_slab_pointer("free", s, p);
-	if (mki_unlikely(b->tag == mki_free_tag(b)))
+	if (mki_unlikely(b->tag == tag))
 		double_free_abort(s, p);
 #endif
 #ifdef MKI_SECURE
@@ -373,27 +431,14 @@ static inline __attribute__((always_inline)) void slab_free(struct mki_slab *s, 
 	struct mki_heap *owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
 	if (mki_likely(owner == h)) {
 		mki_block_set_next(b, s->free);
-		b->tag = mki_free_tag(b);
+		b->tag = tag;
 		s->free = b;
 		h->frees[s->cls]++;
 		if (mki_unlikely(--s->used == 0 || s->state == MKI_SLAB_FULL))
 			mki_heap_free_slow(h, s);
 		return;
 	}
-	if (mki_unlikely(s->cache != NULL))
-		bad_slab_pointer("free", s, p);
-	/* a dead thread's block goes straight back: its slab may then empty
-	 * and return to the buddy system, instead of being pinned by a thread
-	 * that may never allocate from this class again */
-	if (mki_likely(h != NULL && owner != &mki_heap_none)) {
-		foreign_push(h, s, b);
-		return;
-	}
-	if (h)
-		h->frees[s->cls]++;
-	else
-		mki_heap_count_heapless_free(s->cls);
-	mki_heap_free_remote(s, p);
+	free_other(h, owner, s, b, tag);
 }
 
 static bool is_run_head(struct mki_chunk *c, struct mki_page *pg, const void *p)
@@ -417,17 +462,8 @@ static MKI_NOINLINE void free_not_slab(struct mki_chunk *c, struct mki_page *pg,
 	bad_pointer("free", p, pg);
 }
 
-static inline __attribute__((always_inline)) void free_block(void *p)
+static MKI_NOINLINE void free_large(void *p)
 {
-	struct mki_chunk *c = mki_chunk_of(p);
-	if (mki_likely(c != NULL)) {
-		struct mki_page *pg = mki_page_desc(c, p);
-		if (mki_likely(pg->kind == MKI_PAGE_SLAB))
-			slab_free(pg->slab, p);
-		else
-			free_not_slab(c, pg, p);
-		return;
-	}
 	int saved = errno; /* free never changes errno */
 	if (!mki_large_free(p)) {
 		if (mki_large_was_freed(p))
@@ -437,12 +473,37 @@ static inline __attribute__((always_inline)) void free_block(void *p)
 	errno = saved;
 }
 
+/* Every path but the slab fast path is a function of its own, reached by a
+ * tail call, so that the fast path saves no register. */
+static inline __attribute__((always_inline)) void free_block(void *p)
+{
+	struct mki_chunk *c = mki_chunk_of(p);
+	if (mki_unlikely(c == NULL)) {
+		free_large(p);
+		return;
+	}
+	struct mki_page *pg = mki_page_desc(c, p);
+	if (mki_unlikely(pg->kind != MKI_PAGE_SLAB)) {
+		free_not_slab(c, pg, p);
+		return;
+	}
+	slab_free(pg->slab, p);
+}
+
+static MKI_NOINLINE void free_tracked(void *p)
+{
+	mki_leak_on_free(p);
+	free_block(p);
+}
+
 void mki_free(void *p)
 {
 	if (mki_unlikely(!p))
 		return;
-	if (mki_unlikely(mki_leak_active))
-		mki_leak_on_free(p);
+	if (mki_unlikely(mki_leak_active)) {
+		free_tracked(p);
+		return;
+	}
 	free_block(p);
 }
 
