@@ -18,6 +18,8 @@
  *	if (mk_output_parse_opt(c, optarg, &out)) break;   (-J -r -n -o -b)
  *	if (mk_common_parse_opt(c, optarg)) break;         (--proc-root, -V)
  *	mk_errtryhelp();
+ *  and after the loop, for a command without operands, mk_no_operands(argc,
+ *  argv) (a stray operand: "unexpected argument", exit 2).
  *  Long-only options of a command: an enum starting at CHAR_MAX + 1 (values
  *  from MK_OPT_COMMON_FIRST up are taken by the common options).
  *  Numbers: mk_strtou64_or_err(str, "what") / mk_strtod_or_err /
@@ -87,6 +89,8 @@ void mk_warnx(const char *fmt, ...) MK_PRINTF(1, 2);
 MK_NORETURN void mk_err(int status, const char *fmt, ...) MK_PRINTF(2, 3);
 MK_NORETURN void mk_errx(int status, const char *fmt, ...) MK_PRINTF(2, 3);
 MK_NORETURN void mk_errtryhelp(void);
+/* after getopt: a command that takes no operands stops at the first one */
+void mk_no_operands(int argc, char **argv);
 MK_NORETURN void mk_print_version(void);
 
 /* ------------------------------------------------------------ options */

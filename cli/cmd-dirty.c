@@ -403,9 +403,6 @@ int cmd_dirty(int argc, char **argv)
 			continue;
 		mk_errtryhelp();
 	}
-	if (optind < argc) {
-		mk_warnx("unexpected argument: '%s'", argv[optind]);
-		mk_errtryhelp();
-	}
+	mk_no_operands(argc, argv);
 	return assignment ? set_value(assignment) : show(&out);
 }

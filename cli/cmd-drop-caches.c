@@ -79,10 +79,7 @@ static void parse_options(int argc, char **argv, struct mk_output *out,
 	*mode = &modes[0];
 	if (optind < argc)
 		*mode = find_mode(argv[optind++]);
-	if (optind < argc) {
-		mk_warnx("unexpected argument: '%s'", argv[optind]);
-		mk_errtryhelp();
-	}
+	mk_no_operands(argc, argv);
 }
 
 /* Signed difference as a size cell: "-1.5M" when the value grew. */

@@ -512,10 +512,7 @@ static void parse_options(int argc, char **argv, struct free_opts *o)
 			mk_errtryhelp();
 		}
 	}
-	if (optind != argc) {
-		mk_warnx("unexpected argument: '%s'", argv[optind]);
-		mk_errtryhelp();
-	}
+	mk_no_operands(argc, argv);
 }
 
 static int show_once(const struct free_opts *o)

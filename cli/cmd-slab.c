@@ -304,10 +304,7 @@ int cmd_slab(int argc, char **argv)
 			mk_errtryhelp();
 		}
 	}
-	if (optind < argc) {
-		mk_warnx("unexpected argument: '%s'", argv[optind]);
-		mk_errtryhelp();
-	}
+	mk_no_operands(argc, argv);
 
 	char *text = mk_proc_read_file("/proc/slabinfo", NULL);
 	if (!text) {

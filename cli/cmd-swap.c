@@ -380,10 +380,7 @@ static void parse_options(int argc, char **argv, struct swap_opts *o)
 			mk_errtryhelp();
 		}
 	}
-	if (optind < argc) {
-		mk_warnx("unexpected argument: '%s'", argv[optind]);
-		mk_errtryhelp();
-	}
+	mk_no_operands(argc, argv);
 }
 
 int cmd_swap(int argc, char **argv)

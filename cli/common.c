@@ -89,6 +89,14 @@ void mk_errtryhelp(void)
 	exit(2);
 }
 
+void mk_no_operands(int argc, char **argv)
+{
+	if (optind < argc) {
+		mk_warnx("unexpected argument: '%s'", argv[optind]);
+		mk_errtryhelp();
+	}
+}
+
 void mk_print_version(void)
 {
 	printf("memkit %s\n", MEMKIT_VERSION);
