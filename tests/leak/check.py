@@ -142,7 +142,14 @@ def valgrind_sites(args):
 
 
 def case_valgrind(args):
-    vg = valgrind_sites(args)
+    # valgrind's scan is conservative too: once in many runs (address layout
+    # differs from run to run) a stale word made it miss the 300000-byte
+    # block as definitely lost. The reference is the first of up to three
+    # runs that finds every planted site; memkit is held to it exactly.
+    for _ in range(3):
+        vg = valgrind_sites(args)
+        if vg is None or set(vg) == set(PLANTED):
+            break
     if vg is None:
         return
     check(set(vg) == set(PLANTED), f"valgrind finds the planted sites (got {sorted(vg)})")
