@@ -615,7 +615,46 @@ static void *realloc_large(void *p, size_t usable, size_t size)
 	return q;
 }
 
-void *mki_realloc(void *p, size_t size)
+/* A buffer grown a few bytes at a time calls realloc again and again on the
+ * same block, and its own writes evict the radix map and page descriptors
+ * from the cache: the thread remembers the block it last resized in place
+ * and the sizes that keep it there, valid while no block of its kind went
+ * back (pages to the buddy system, or a large mapping: the block's own
+ * slab, run or mapping may have been among them). A slab block's free tag
+ * still catches a realloc after free. */
+struct realloc_memo {
+	uintptr_t addr;			/* ~address: not a pointer to the block for the leak scan */
+	size_t lo, hi;			/* sizes in (lo, hi] stay in place */
+	const _Atomic uint64_t *gen_of; /* mki_pages_freed_gen or mki_large_gen */
+	uint64_t gen;			/* its value when remembered */
+	bool slab;
+};
+static __thread struct realloc_memo realloc_memo __attribute__((tls_model("initial-exec")));
+
+static void realloc_remember(void *p, enum mki_ptr_kind kind, size_t usable)
+{
+#ifndef MKI_SECURE /* which re-arms the canary on every resize */
+	struct realloc_memo *m = &realloc_memo;
+	m->gen_of = kind == MKI_PTR_LARGE ? &mki_large_gen : &mki_pages_freed_gen;
+	m->gen = atomic_load_explicit(m->gen_of, memory_order_acquire);
+	if (kind == MKI_PTR_RUN) { /* usable was the size before it grew or shrank */
+		usable = (size_t)mki_page_desc(mki_chunk_of(p), p)->npages << MKI_PAGE_SHIFT;
+		m->lo = usable - MKI_PAGE_SIZE;
+		m->hi = usable < mki_opt.mmap_threshold ? usable : mki_opt.mmap_threshold - 1;
+	} else {
+		if (kind == MKI_PTR_LARGE)
+			usable = mki_large_usable(p); /* may have moved or grown ahead */
+		m->lo = usable / 2;
+		m->hi = usable;
+	}
+	m->addr = ~(uintptr_t)p;
+	m->slab = kind == MKI_PTR_SLAB;
+#else
+	(void)p, (void)kind, (void)usable;
+#endif
+}
+
+static MKI_NOINLINE void *realloc_slow(void *p, size_t size)
 {
 	if (!p)
 		return mki_malloc(size);
@@ -646,7 +685,22 @@ void *mki_realloc(void *p, size_t size)
 		q = realloc_large(p, usable, size);
 	if (leak)
 		mki_leak_on_alloc(q ? q : p, q ? size : usable);
+	else if (q == p)
+		realloc_remember(p, kind, usable);
 	return q;
+}
+
+/* The block the thread last resized, still fitting: a leaf, as malloc's
+ * fast path; everything else in realloc_slow. */
+void *mki_realloc(void *p, size_t size)
+{
+	const struct realloc_memo *m = &realloc_memo;
+	if (mki_likely(m->addr == ~(uintptr_t)p && size > m->lo && size <= m->hi &&
+		       !mki_leak_active &&
+		       m->gen == atomic_load_explicit(m->gen_of, memory_order_acquire) &&
+		       !(m->slab && ((struct mki_block *)p)->tag == mki_free_tag(p))))
+		return p;
+	return realloc_slow(p, size);
 }
 
 /* ------------------------------------------------------------ trim, mallopt */

@@ -46,7 +46,7 @@ static size_t live_bytes;
 /* Bumped whenever a block leaves the table: a thread's memory of its last
  * lookup (a buffer realloc'ed a few bytes at a time asks again and again)
  * holds only while no block has left since. */
-static _Atomic uint64_t table_gen;
+_Atomic uint64_t mki_large_gen;
 struct last_lookup {
 	uintptr_t addr; /* ~address */
 	size_t size;
@@ -122,7 +122,7 @@ static int table_insert_locked(uintptr_t a, size_t size)
 
 static void table_remove_locked(struct large_entry *e)
 {
-	atomic_fetch_add_explicit(&table_gen, 1, memory_order_release);
+	atomic_fetch_add_explicit(&mki_large_gen, 1, memory_order_release);
 	live_bytes -= e->size;
 	e->addr = TOMBSTONE;
 	table_live--;
@@ -349,13 +349,13 @@ bool mki_large_was_freed(const void *p)
 size_t mki_large_usable(const void *p)
 {
 	struct last_lookup *last = &last_lookup;
-	uint64_t gen = atomic_load_explicit(&table_gen, memory_order_acquire);
+	uint64_t gen = atomic_load_explicit(&mki_large_gen, memory_order_acquire);
 	if (last->addr == ~(uintptr_t)p && last->gen == gen)
 		return last->size;
 	mki_lock(&large_lock);
 	struct large_entry *e = table_find_locked((uintptr_t)p);
 	size_t n = e ? e->size : 0;
-	gen = atomic_load_explicit(&table_gen, memory_order_relaxed);
+	gen = atomic_load_explicit(&mki_large_gen, memory_order_relaxed);
 	mki_unlock(&large_lock);
 	if (n) /* complemented: not a pointer to the block for the leak scan */
 		*last = (struct last_lookup){~(uintptr_t)p, n, gen};

@@ -142,10 +142,15 @@ static bool is_free_head(const struct mki_page *pg, unsigned order)
 	return pg->kind == MKI_PAGE_FREE && pg->order == order;
 }
 
+_Atomic uint64_t mki_pages_freed_gen;
+
 /* The heart of freeing: merge with free buddies as far as they go. */
 static void free_block_locked(struct mki_chunk *c, size_t i, unsigned order, bool dirty,
 			      uint32_t stamp)
 {
+	atomic_store_explicit(&mki_pages_freed_gen,
+			      atomic_load_explicit(&mki_pages_freed_gen, memory_order_relaxed) + 1,
+			      memory_order_release);
 	while (order < MKI_MAX_ORDER) {
 		size_t buddy = i ^ ((size_t)1 << order);
 		struct mki_page *bp = &c->pages[buddy];

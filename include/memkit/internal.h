@@ -211,6 +211,9 @@ bool mki_run_grow(void *p, size_t npages);
 size_t mki_page_purge(bool force);
 /* cheap: at most every few ms, called from slow paths */
 void mki_page_maybe_purge(void);
+/* Bumped whenever pages go back to the free lists: a thread's memory of a
+ * block's size holds only while it has not changed (alloc.c's realloc). */
+extern _Atomic uint64_t mki_pages_freed_gen;
 void mki_page_stats(struct mk_stats *st);
 /* 0 if the buddy system's invariants hold, else which one broke */
 int mki_page_check(void);
@@ -410,6 +413,9 @@ void *mki_large_alloc(size_t size, size_t align, bool zero);
 /* false if p is not a live large block */
 bool mki_large_free(void *p);
 size_t mki_large_usable(const void *p); /* 0 if not a large block */
+/* bumped whenever a large block is freed or moved (a thread's memory of a
+ * block's size holds only while it has not changed) */
+extern _Atomic uint64_t mki_large_gen;
 /* p is not live but was among the last large blocks freed */
 bool mki_large_was_freed(const void *p);
 /* the live large block that contains p, or NULL: a scan, for error paths only */

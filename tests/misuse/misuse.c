@@ -235,6 +235,35 @@ static int case_realloc_foreign(void)
 	return q != NULL;
 }
 
+/* A block resized in place (which libmemkit remembers, to answer the next
+ * realloc of the same block at once), freed, then resized again. */
+static int realloc_after_free(size_t size)
+{
+	char *p = guarded_block(size);
+	p = realloc(opaque(p), opaque_size(size + 1));
+	if (!p)
+		abort();
+	p = realloc(opaque(p), opaque_size(size + 2));
+	if (!p)
+		abort();
+	uintptr_t addr = (uintptr_t)p;
+	free(p);
+	say("realloc after free of", (void *)addr);
+	void *q = realloc(opaque((void *)addr), opaque_size(size + 3));
+	fprintf(stderr, "realloc after free not detected (%s)\n", q ? "non-NULL" : "NULL");
+	return 0;
+}
+
+static int case_realloc_freed_small(void)
+{
+	return realloc_after_free(100);
+}
+
+static int case_realloc_freed_large(void)
+{
+	return realloc_after_free(1 << 20);
+}
+
 static int case_usable_size_stack(void)
 {
 	char buf[256];
@@ -387,6 +416,12 @@ static const struct misuse_case cases[] = {
      GLIBC_ABORT("realloc\\(\\): invalid pointer")},
     {"realloc-foreign", case_realloc_foreign, MK_ABORT("realloc of invalid pointer"),
      GLIBC_ABORT("realloc\\(\\): invalid pointer")},
+    {"realloc-freed-small", case_realloc_freed_small, MK_ABORT("realloc of freed pointer"),
+     EXITS("^realloc after free not detected \\(non-NULL\\)$")},
+    {"realloc-freed-large",
+     case_realloc_freed_large,
+     MK_ABORT("realloc of freed pointer"),
+     {SIGSEGV, "^case: realloc after free of 0x[0-9a-f]+$"}},
     {"usable-size-stack", case_usable_size_stack, MK_ABORT("malloc_usable_size of invalid pointer"),
      EXITS("^returned [0-9]+$")},
     {"usable-size-foreign", case_usable_size_foreign,

@@ -111,9 +111,12 @@ prog_pytest() {
 	env --default-signal LD_PRELOAD="$LIB" PYTHONMALLOC=malloc /usr/bin/python3.11 -m test -v \
 		"${PYTESTS[@]}" >out.txt 2>&1 &
 	pid=$!
+	# the exe link changes at exec, before ld.so has mapped the preload:
+	# look at the maps until the library shows up (or the process ends)
 	for i in $(seq 600); do
-		if [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = /usr/bin/python3.11 ]; then
-			grep -qF "$LIB" "/proc/$pid/maps" 2>/dev/null && loaded=1
+		if [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = /usr/bin/python3.11 ] &&
+			grep -qF "$LIB" "/proc/$pid/maps" 2>/dev/null; then
+			loaded=1
 			break
 		fi
 		kill -0 "$pid" 2>/dev/null || break
