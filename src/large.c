@@ -6,6 +6,10 @@
  *   most MKI_LARGE_CACHE_MAX bytes) for MEMKIT_DECAY_MS, so a loop that
  *   allocates and frees a 1 MiB buffer makes no system call per iteration;
  *   a range idle for MKI_LARGE_PURGE_MS gives its pages back meanwhile.
+ *   A block taken from the front of a cached range grows by realloc into
+ *   the rest of it, as a heap's top chunk grows: the same pages serve
+ *   buffer after buffer, and a thread takes from ranges it freed itself
+ *   first, so that two threads' buffers do not block each other's growth.
  * - Every live mapping is in a hash table keyed by address, so free() of an
  *   address that is not a live large block is caught, never trusted; and
  *   the block needs no header: the pointer is the page-aligned mapping.
@@ -36,7 +40,8 @@ struct cached_map {
 	void *addr;
 	size_t size;
 	uint64_t since_ms;
-	bool purged; /* its pages went back (MADV_DONTNEED); the range stays */
+	bool purged;	   /* its pages went back (MADV_DONTNEED); the range stays */
+	const void *freer; /* the thread that last gave it memory (its tag's address) */
 };
 
 static mki_lock_t large_lock = MKI_LOCK_INIT;
@@ -54,6 +59,8 @@ struct last_lookup {
 };
 static __thread struct last_lookup last_lookup __attribute__((tls_model("initial-exec")));
 static struct cached_map cache[MKI_LARGE_CACHE];
+/* A thread's own address: tells cached ranges a thread freed from others'. */
+static __thread char thread_tag __attribute__((tls_model("initial-exec")));
 static size_t nr_cached, cached_bytes;
 /* the last addresses freed, to tell a double free from a foreign pointer */
 #define RECENT 64
@@ -140,10 +147,19 @@ static bool cache_take_locked(size_t size, size_t align, void **addr, size_t *ma
 	size_t pick = nr_cached;
 	if (align > MKI_PAGE_SIZE)
 		return false;
-	for (size_t i = 0; i < nr_cached; i++)
-		if (cache[i].size >= size &&
-		    (pick == nr_cached || cache[i].size < cache[pick].size))
+	/* the smallest that holds it, of those this thread freed if any: a
+	 * block handed out from the front of a range grows into the rest of it
+	 * (cache_take_after_locked), which another thread's block taken right
+	 * after it would block */
+	for (size_t i = 0; i < nr_cached; i++) {
+		if (cache[i].size < size)
+			continue;
+		bool mine = cache[i].freer == &thread_tag;
+		bool pick_mine = pick < nr_cached && cache[pick].freer == &thread_tag;
+		if (pick == nr_cached || (mine && !pick_mine) ||
+		    (mine == pick_mine && cache[i].size < cache[pick].size))
 			pick = i;
+	}
 	if (pick == nr_cached)
 		return false;
 	struct cached_map *m = &cache[pick];
@@ -158,6 +174,31 @@ static bool cache_take_locked(size_t size, size_t align, void **addr, size_t *ma
 	}
 	cached_bytes -= *mapped;
 	return true;
+}
+
+/* Up to `ahead` bytes (at least `need`) of the cached range that starts
+ * right after a block ending at `end`, for the block to grow into: no
+ * system call, and the range's pages (often resident from the last buffer
+ * that grew there) are reused instead of new ones faulted in. The rest of
+ * the range stays cached unless too small to be worth keeping. Returns
+ * the bytes taken, 0 if no such range. */
+static size_t cache_take_after_locked(char *end, size_t need, size_t ahead)
+{
+	for (size_t i = 0; i < nr_cached; i++) {
+		struct cached_map *m = &cache[i];
+		if (m->addr != end || m->size < need)
+			continue;
+		size_t take = m->size < ahead ? m->size : ahead;
+		if (m->size - take < mki_opt.mmap_threshold)
+			take = m->size;
+		m->addr = (char *)m->addr + take;
+		m->size -= take;
+		cached_bytes -= take;
+		if (!m->size)
+			*m = cache[--nr_cached];
+		return take;
+	}
+	return 0;
 }
 
 /* A cached range not reused within MKI_LARGE_PURGE_MS gives its pages back
@@ -192,6 +233,7 @@ static unsigned cache_put_locked(void *addr, size_t size, struct cached_map out[
 			m->size += size;
 			m->since_ms = mki_clock_ms();
 			m->purged = false; /* partly resident: purged whole when idle */
+			m->freer = &thread_tag;
 			cached_bytes += size;
 			purge_idle_locked(m->since_ms);
 			return 0;
@@ -208,11 +250,11 @@ static unsigned cache_put_locked(void *addr, size_t size, struct cached_map out[
 		cached_bytes -= out[0].size;
 	}
 	if (cached_bytes + size > MKI_LARGE_CACHE_TOTAL) {
-		out[n++] = (struct cached_map){addr, size, 0, false};
+		out[n++] = (struct cached_map){addr, size, 0, false, NULL};
 		return n;
 	}
 	uint64_t now = mki_clock_ms();
-	cache[nr_cached++] = (struct cached_map){addr, size, now, false};
+	cache[nr_cached++] = (struct cached_map){addr, size, now, false, &thread_tag};
 	cached_bytes += size;
 	purge_idle_locked(now);
 	return n;
@@ -376,6 +418,23 @@ void *mki_large_realloc(void *p, size_t size)
 	size_t have = e ? e->size : 0;
 	bool keep = have && want >= size && want <= have && want >= have / 2;
 	bool move = have && want >= size && !keep && !GUARD;
+	size_t ahead = want;
+	if (move && want > have) {
+		ahead = mki_align_up(have + have / 2, MKI_PAGE_SIZE);
+		if (ahead > want && ahead - want > MKI_LARGE_GROW_AHEAD_MAX)
+			ahead = want + MKI_LARGE_GROW_AHEAD_MAX;
+		if (ahead < want)
+			ahead = want;
+		size_t taken = cache_take_after_locked((char *)p + have, want - have, ahead - have);
+		if (taken) {
+			e->size = have + taken;
+			live_bytes += taken;
+			/* threads' memory of the block's size is stale now */
+			atomic_fetch_add_explicit(&mki_large_gen, 1, memory_order_release);
+			mki_unlock(&large_lock);
+			return p;
+		}
+	}
 	/* Off the table before mremap frees the old range: another thread may
 	 * map that range at once, and its block must not meet our stale entry. */
 	if (move)
@@ -385,13 +444,7 @@ void *mki_large_realloc(void *p, size_t size)
 		return p; /* shrinking by less than half: keep the mapping */
 	if (!move)
 		return NULL; /* not ours, or guarded (mremap would move the guards) */
-	if (want > have) {
-		size_t ahead = mki_align_up(have + have / 2, MKI_PAGE_SIZE);
-		if (ahead > want && ahead - want > MKI_LARGE_GROW_AHEAD_MAX)
-			ahead = want + MKI_LARGE_GROW_AHEAD_MAX;
-		if (ahead > want)
-			want = ahead;
-	}
+	want = ahead;
 	void *q;
 	int err = mki_os_remap(p, have, want, true, &q);
 	mki_lock(&large_lock);

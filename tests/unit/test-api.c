@@ -138,6 +138,31 @@ static void test_alignment(void)
 	mk_free(pv);
 }
 
+/* A large block grows into the cached range right after it: same address,
+ * contents kept, and that part of the range is no longer handed out. */
+static void test_large_grows_into_cache(void)
+{
+	const size_t first = 256 << 10, grown = 1 << 20;
+	mk_malloc_trim(0); /* the large cache empty */
+	unsigned char *range = mk_malloc(4 << 20);
+	CHECK(range != NULL);
+	mk_free(range); /* the only cached range */
+	unsigned char *a = mk_malloc(first);
+	CHECK(a == range); /* from the front of the cached range */
+	fill(a, first, 5);
+	unsigned char *a2 = mk_realloc(a, grown);
+	CHECK(a2 == a && verify(a2, first, 5));
+	size_t usable = mk_malloc_usable_size(a2);
+	CHECK(usable >= grown);
+	unsigned char *b = mk_malloc(first);
+	CHECK(b != NULL && (b >= a2 + usable || b + first <= a2));
+	fill(a2, usable, 6);
+	fill(b, first, 8);
+	CHECK(verify(a2, usable, 6) && verify(b, first, 8));
+	mk_free(b);
+	mk_free(a2);
+}
+
 static void test_mallopt_threshold(void)
 {
 	CHECK(mk_mallopt(M_MMAP_THRESHOLD, 64 * 1024) == 1);
@@ -225,6 +250,7 @@ int main(void)
 	test_malloc_zero_unique();
 	test_calloc();
 	test_realloc();
+	test_large_grows_into_cache();
 	test_alignment();
 	test_mallopt_threshold();
 	test_free_keeps_errno();
