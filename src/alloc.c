@@ -208,8 +208,9 @@ static inline void *canary_arm(void *p, size_t size, size_t slot)
 #endif
 
 /* Everything but the small fast path: any size, any power-of-two align. */
-static void *alloc_any(size_t size, size_t align, bool zero)
+static void *alloc_any(size_t size, size_t align, unsigned how)
 {
+	bool zero = how & MKI_ALLOC_ZERO;
 	void *p;
 	bool clean = false;
 	mki_init();
@@ -218,7 +219,7 @@ static void *alloc_any(size_t size, size_t align, bool zero)
 			errno = ENOMEM;
 			return NULL;
 		}
-		return mki_large_alloc(size ? size : 1, align, zero);
+		return mki_large_alloc(size ? size : 1, align, how);
 	}
 	size_t need = size + MKI_CANARY;
 	if (need <= MKI_SLAB_MAX && align <= MKI_PAGE_SIZE) {
@@ -232,7 +233,7 @@ static void *alloc_any(size_t size, size_t align, bool zero)
 	}
 	size_t npages = mki_align_up(size ? size : 1, MKI_PAGE_SIZE) >> MKI_PAGE_SHIFT;
 	if (npages > MKI_CHUNK_PAGES)
-		return mki_large_alloc(size, align, zero);
+		return mki_large_alloc(size, align, how);
 	p = mki_run_alloc(npages, order_of_align(align), &clean);
 	if (p && zero && !clean)
 		memset(p, 0, size);
@@ -242,11 +243,11 @@ static void *alloc_any(size_t size, size_t align, bool zero)
 /* Out of memory (address space under RLIMIT_AS, or the kernel's): give
  * back what the caches hold and try once more, so that memory the program
  * freed is memory it can have again. */
-static MKI_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero)
+static MKI_NOINLINE void *alloc_generic(size_t size, size_t align, unsigned how)
 {
-	void *p = alloc_any(size, align, zero);
+	void *p = alloc_any(size, align, how);
 	if (mki_unlikely(!p) && errno == ENOMEM && mki_trim())
-		p = alloc_any(size, align, zero);
+		p = alloc_any(size, align, how);
 	if (!p)
 		errno = ENOMEM;
 	return p;
@@ -279,7 +280,7 @@ static MKI_NOINLINE void *malloc_slow(size_t size)
 		p = canary_arm(alloc_class(need, cls), size, mki_class_size[cls]);
 	}
 	if (mki_unlikely(!p))
-		p = alloc_generic(size, MKI_ALIGN, false);
+		p = alloc_generic(size, MKI_ALIGN, 0);
 	leak_note_alloc(p, size);
 	return p;
 }
@@ -327,14 +328,14 @@ void *mki_calloc(size_t count, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	void *p = alloc_generic(bytes, MKI_ALIGN, true);
+	void *p = alloc_generic(bytes, MKI_ALIGN, MKI_ALLOC_ZERO);
 	leak_note_alloc(p, bytes);
 	return p;
 }
 
 void *mki_aligned(size_t align, size_t size)
 {
-	void *p = alloc_generic(size, align, false);
+	void *p = alloc_generic(size, align, 0);
 	leak_note_alloc(p, size);
 	return p;
 }
@@ -578,7 +579,7 @@ size_t mki_usable_size(const void *p)
 
 static void *realloc_move(void *p, size_t old_usable, size_t size)
 {
-	void *q = alloc_generic(size, MKI_ALIGN, false);
+	void *q = alloc_generic(size, MKI_ALIGN, MKI_ALLOC_GROWS);
 	if (!q)
 		return NULL; /* the old block stays as it was */
 	memcpy(q, p, old_usable < size ? old_usable : size);

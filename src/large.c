@@ -8,8 +8,9 @@
  *   a range idle for MKI_LARGE_PURGE_MS gives its pages back meanwhile.
  *   A block taken from the front of a cached range grows by realloc into
  *   the rest of it, as a heap's top chunk grows: the same pages serve
- *   buffer after buffer, and a thread takes from ranges it freed itself
- *   first, so that two threads' buffers do not block each other's growth.
+ *   buffer after buffer. A block that realloc moved here (likely to grow
+ *   again) comes from a range its thread freed if there is one, so that
+ *   two threads' buffers do not block each other's growth.
  * - Every live mapping is in a hash table keyed by address, so free() of an
  *   address that is not a live large block is caught, never trusted; and
  *   the block needs no header: the pointer is the page-aligned mapping.
@@ -142,20 +143,21 @@ static void table_remove_locked(struct large_entry *e)
  * staying cached: mappings are plain address ranges to the kernel, so a
  * part can be handed out, and later unmapped, on its own. No system call
  * and no page fault, which is the point of the cache. */
-static bool cache_take_locked(size_t size, size_t align, void **addr, size_t *mapped)
+static bool cache_take_locked(size_t size, size_t align, bool grows, void **addr, size_t *mapped)
 {
 	size_t pick = nr_cached;
 	if (align > MKI_PAGE_SIZE)
 		return false;
-	/* the smallest that holds it, of those this thread freed if any: a
-	 * block handed out from the front of a range grows into the rest of it
+	/* the smallest that holds it; for a block that will grow, of those
+	 * this thread freed if any: it grows into the rest of the range
 	 * (cache_take_after_locked), which another thread's block taken right
-	 * after it would block */
+	 * after it would block. (Not for every block: a worse fit costs the
+	 * programs that do not grow theirs.) */
 	for (size_t i = 0; i < nr_cached; i++) {
 		if (cache[i].size < size)
 			continue;
-		bool mine = cache[i].freer == &thread_tag;
-		bool pick_mine = pick < nr_cached && cache[pick].freer == &thread_tag;
+		bool mine = grows && cache[i].freer == &thread_tag;
+		bool pick_mine = grows && pick < nr_cached && cache[pick].freer == &thread_tag;
 		if (pick == nr_cached || (mine && !pick_mine) ||
 		    (mine == pick_mine && cache[i].size < cache[pick].size))
 			pick = i;
@@ -309,8 +311,9 @@ static void large_unmap(void *p, size_t size)
 
 /* ------------------------------------------------------------ blocks */
 
-void *mki_large_alloc(size_t size, size_t align, bool zero)
+void *mki_large_alloc(size_t size, size_t align, unsigned how)
 {
+	bool zero = how & MKI_ALLOC_ZERO;
 	size_t mapped = GUARD ? mki_align_up(size, MKI_ALIGN) : mki_align_up(size, MKI_PAGE_SIZE);
 	void *p = NULL;
 	bool reused;
@@ -319,7 +322,7 @@ void *mki_large_alloc(size_t size, size_t align, bool zero)
 		return NULL;
 	}
 	mki_lock(&large_lock);
-	reused = cache_take_locked(mapped, align, &p, &mapped);
+	reused = cache_take_locked(mapped, align, how & MKI_ALLOC_GROWS, &p, &mapped);
 	mki_unlock(&large_lock);
 	if (!reused && large_map(mapped, align, &p)) {
 		errno = ENOMEM;

@@ -409,7 +409,9 @@ void mki_heap_fork_parent(void);
 void mki_heap_fork_child(void);
 
 /* ------------------------------------------------------------ large.c */
-void *mki_large_alloc(size_t size, size_t align, bool zero);
+/* how a block is wanted: zero-filled; moved by realloc (likely to grow again) */
+enum { MKI_ALLOC_ZERO = 1, MKI_ALLOC_GROWS = 2 };
+void *mki_large_alloc(size_t size, size_t align, unsigned how);
 /* false if p is not a live large block */
 bool mki_large_free(void *p);
 size_t mki_large_usable(const void *p); /* 0 if not a large block */
