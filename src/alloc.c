@@ -83,8 +83,10 @@ void mki_init(void)
 		mki_free_key = random_key();
 		mki_heap_init();
 		pthread_atfork(fork_prepare, fork_parent, fork_child);
-		if (mki_opt.leak)
+		if (mki_opt.leak) {
 			mki_leak_init();
+			set_slab_fast_max(); /* no fast path while tracking */
+		}
 		if (mki_opt.verbose)
 			mki_dprintf(2, "memkit: libmemkit %d.%d.%d active in pid %d\n",
 				    MK_VERSION_MAJOR, MK_VERSION_MINOR, MK_VERSION_PATCH,
@@ -263,11 +265,16 @@ static inline void leak_note_alloc(void *p, size_t size)
  * threshold, which mallopt may lower; until mki_init has read the options,
  * only what the class table covers (the threshold is at least a page). */
 static size_t slab_fast_max = MKI_SMALL_MAX - MKI_CANARY;
+/* What mki_malloc's fast path takes: sizes below this; 0 while leak
+ * tracking is on (every allocation then records its stack), so that the
+ * fast path tests one bound, not a bound and a flag. */
+static size_t fast_path_limit = MKI_SMALL_MAX - MKI_CANARY + 1;
 
 static void set_slab_fast_max(void)
 {
 	size_t below = mki_opt.mmap_threshold - 1;
 	slab_fast_max = MKI_SLAB_MAX - MKI_CANARY < below ? MKI_SLAB_MAX - MKI_CANARY : below;
+	fast_path_limit = mki_leak_active ? 0 : slab_fast_max + 1;
 }
 
 static MKI_NOINLINE void *malloc_slow(size_t size)
@@ -299,7 +306,7 @@ static MKI_NOINLINE void *purge_then(void *p)
 void *mki_malloc(size_t size)
 {
 #ifndef MKI_SECURE
-	if (mki_likely(size <= slab_fast_max && !mki_leak_active)) {
+	if (mki_likely(size < fast_path_limit)) {
 		unsigned cls = mki_likely(size <= MKI_SMALL_MAX) ? mki_class_of_small_size(size)
 								 : mki_class_of_big(size);
 		struct mki_heap *h = mki_tls_heap;
@@ -833,3 +840,10 @@ int mk_mallopt(int param, int value)
 {
 	return mki_mallopt(param, value);
 }
+
+/* The exported malloc and free are the fast paths themselves, not wrappers
+ * that jump to them (interpose.c exports the rest of the family). */
+#ifndef MEMKIT_NO_OVERRIDE
+extern __typeof(mki_malloc) malloc __attribute__((alias("mki_malloc"), visibility("default")));
+extern __typeof(mki_free) free __attribute__((alias("mki_free"), visibility("default")));
+#endif

@@ -1,7 +1,9 @@
 /* interpose.c - the standard malloc family, exported so that linking
  * libmemkit or preloading it (LD_PRELOAD=libmemkit.so) replaces the C
  * library's allocator. Each forwards to the hidden mki_* function that the
- * mk_* names use too, as a direct jump (no PLT).
+ * mk_* names use too, as a direct jump (no PLT); malloc and free are not
+ * here but aliases of mki_malloc and mki_free (alloc.c), to save even that
+ * jump on the two calls that matter most.
  *
  * Not built into memkit_api (MEMKIT_NO_OVERRIDE), the library used under
  * sanitizers, which bring their own malloc.
@@ -16,11 +18,9 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-EXPORT void *malloc(size_t size);
 EXPORT void *calloc(size_t count, size_t size);
 EXPORT void *realloc(void *ptr, size_t size);
 EXPORT void *reallocarray(void *ptr, size_t count, size_t size);
-EXPORT void free(void *ptr);
 EXPORT void cfree(void *ptr);
 EXPORT int posix_memalign(void **out, size_t align, size_t size);
 EXPORT void *aligned_alloc(size_t align, size_t size);
@@ -30,11 +30,6 @@ EXPORT void *pvalloc(size_t size);
 EXPORT size_t malloc_usable_size(void *ptr);
 EXPORT int malloc_trim(size_t pad);
 EXPORT int mallopt(int param, int value);
-
-void *malloc(size_t size)
-{
-	return mki_malloc(size);
-}
 
 void *calloc(size_t count, size_t size)
 {
@@ -49,11 +44,6 @@ void *realloc(void *ptr, size_t size)
 void *reallocarray(void *ptr, size_t count, size_t size)
 {
 	return mk_reallocarray(ptr, count, size);
-}
-
-void free(void *ptr)
-{
-	mki_free(ptr);
 }
 
 void cfree(void *ptr)
