@@ -693,9 +693,16 @@ static MKI_NOINLINE void *realloc_slow(void *p, size_t size)
 		q = realloc_large(p, usable, size);
 	if (leak)
 		mki_leak_on_alloc(q ? q : p, q ? size : usable);
-	else if (q == p)
+	if (q == p)
 		realloc_remember(p, kind, usable);
 	return q;
+}
+
+/* The fast path's case with leak tracking on: the entry changes in place. */
+static MKI_NOINLINE void *realloc_tracked_in_place(void *p, size_t size)
+{
+	mki_leak_on_resize(p, size);
+	return p;
 }
 
 /* The block the thread last resized, still fitting: a leaf, as malloc's
@@ -704,10 +711,12 @@ void *mki_realloc(void *p, size_t size)
 {
 	const struct realloc_memo *m = &realloc_memo;
 	if (mki_likely(m->addr == ~(uintptr_t)p && size > m->lo && size <= m->hi &&
-		       !mki_leak_active &&
 		       m->gen == atomic_load_explicit(m->gen_of, memory_order_acquire) &&
-		       !(m->slab && ((struct mki_block *)p)->tag == mki_free_tag(p))))
+		       !(m->slab && ((struct mki_block *)p)->tag == mki_free_tag(p)))) {
+		if (mki_unlikely(mki_leak_active))
+			return realloc_tracked_in_place(p, size);
 		return p;
+	}
 	return realloc_slow(p, size);
 }
 

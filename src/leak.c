@@ -1048,6 +1048,58 @@ void mki_leak_on_alloc(void *p, size_t size)
 		report_signal_window();
 }
 
+/* The block's entry, changed in place: size, stack and epoch as a new
+ * allocation's; the old size in *old. False if the block has none. */
+static bool shadow_resize(uintptr_t addr, size_t size, struct leak_stack *st, size_t *old)
+{
+	struct shadow_entry *e = shadow_entry_of(addr, false);
+	if (!e || !atomic_load_explicit(&e->stack, memory_order_relaxed))
+		return false;
+	*old = INFO_SIZE(atomic_load_explicit(&e->info, memory_order_relaxed));
+	return shadow_insert(addr, size, st);
+}
+
+static bool live_resize(uintptr_t addr, size_t size, struct leak_stack *st, size_t *old)
+{
+	struct shard *sh = shard_of(addr);
+	mki_lock(&sh->lock);
+	struct live_block *b = slot_find_locked(sh, addr);
+	if (b) {
+		*old = b->size;
+		*b = (struct live_block){addr, size, st,
+					 atomic_load_explicit(&epoch, memory_order_relaxed)};
+	}
+	mki_unlock(&sh->lock);
+	return b != NULL;
+}
+
+/* A realloc that kept the block where it was: as a free and an allocation
+ * by the realloc's caller (valgrind's record of it), but the entry changes
+ * in place instead of going and coming back. */
+void mki_leak_on_resize(void *p, size_t size)
+{
+	if (in_tracker)
+		return;
+	in_tracker = true;
+	struct tstate *t = thread_state();
+	struct leak_stack *st = stack_of_caller(t);
+	uintptr_t a = (uintptr_t)p;
+	size_t old = 0;
+	if (!st) {
+		in_tracker = false;
+		mki_leak_on_free(p);
+		atomic_fetch_add_explicit(&untracked, 1, memory_order_relaxed);
+		return;
+	}
+	if (in_chunk(a) ? shadow_resize(a, size, st, &old) : live_resize(a, size, st, &old))
+		count_bytes(t, (intptr_t)size - (intptr_t)old);
+	else
+		record_block(t, a, size, st); /* not recorded before: allocated untracked */
+	in_tracker = false;
+	if (mki_unlikely(atomic_load_explicit(&window_report_pending, memory_order_relaxed)))
+		report_signal_window();
+}
+
 void mki_leak_on_free(void *p)
 {
 	if (!p)

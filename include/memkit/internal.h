@@ -455,6 +455,8 @@ extern bool mki_leak_active;
 void mki_leak_init(void); /* from mki_init when mki_opt.leak */
 void mki_leak_on_alloc(void *p, size_t size);
 void mki_leak_on_free(void *p);
+/* realloc kept p where it was, now of `size` bytes */
+void mki_leak_on_resize(void *p, size_t size);
 void mki_leak_at_exit(void);
 /* bytes the program asked for in its live blocks (known while tracking) */
 size_t mki_leak_requested_bytes(void);

@@ -26,6 +26,8 @@ PLANTED = {
     "leak_large": (300000, 1),
     "leak_in_thread": (2000, 1),
     "leak_realloc": (5000, 1),
+    "leak_grown_in_place": (5100, 1),
+    "leak_large_grown_in_place": (200200, 1),
 }
 # planted structures: function -> (bytes, blocks), by valgrind's class
 STRUCT_DEFINITE = {"leak_list": (48, 1), "leak_ring": (32, 1), "leak_owner": (24, 1)}

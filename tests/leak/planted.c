@@ -96,6 +96,28 @@ static NOINLINE void leak_realloc(void)
 	touch(p, 5000);
 }
 
+/* grown in place by realloc (the second and third calls take libmemkit's
+ * fast path for the block it last resized): 5100 bytes lost, recorded at
+ * the realloc */
+static NOINLINE void leak_grown_in_place(void)
+{
+	char *p = malloc(5000);
+	p = realloc(p, 5050);
+	p = realloc(p, 5080);
+	p = realloc(p, 5100);
+	touch(p, 5100);
+}
+
+/* the same for a large block, grown within its mapping */
+static NOINLINE void leak_large_grown_in_place(void)
+{
+	char *p = malloc(200000);
+	p = realloc(p, 200100);
+	p = realloc(p, 200150);
+	p = realloc(p, 200200);
+	touch(p, 4096);
+}
+
 /* Overwrite the dead frames below the caller, where copies of the lost
  * pointers may linger (a conservative scan would find them). */
 static NOINLINE void scrub_stack(void)
@@ -142,6 +164,8 @@ static int plant_leaks(void)
 	leak_strdup();
 	leak_large();
 	leak_realloc();
+	leak_grown_in_place();
+	leak_large_grown_in_place();
 	keep_some();
 	clean_run();
 	scrub_stack();
