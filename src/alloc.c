@@ -322,6 +322,16 @@ void *mki_malloc(size_t size)
 					return purge_then(b);
 				return b;
 			}
+			/* the slab ran dry: other heaps' blocks this thread freed come
+			 * first (heap.c's foreign lists), without the slow path's calls */
+			b = h->foreign[cls];
+			if (b != NULL) {
+				h->foreign[cls] = mki_block_next(b);
+				h->nforeign[cls]--;
+				b->tag = 0;
+				h->allocs[cls]++;
+				return b;
+			}
 		}
 	}
 #endif
