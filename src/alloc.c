@@ -104,6 +104,14 @@ __attribute__((constructor)) static void memkit_constructor(void)
 
 /* ------------------------------------------------------------ allocation */
 
+/* Now and then (every 256 allocations of a class): see whether free memory
+ * has waited long enough to go back (buddy pages, kept empty slabs). */
+static MKI_NOINLINE void give_back_idle(void)
+{
+	mki_page_maybe_purge();
+	mki_slab_expire_empty(false);
+}
+
 static inline void *slab_pop(struct mki_heap *h, unsigned cls)
 {
 	struct mki_slab *s = h->direct[cls];
@@ -113,9 +121,8 @@ static inline void *slab_pop(struct mki_heap *h, unsigned cls)
 	s->free = mki_block_next(b);
 	s->used++;
 	b->tag = 0;
-	/* every 256 allocations of a class, see whether memory waits to go back */
 	if (mki_unlikely(!(++h->allocs[cls] & 255)))
-		mki_page_maybe_purge();
+		give_back_idle();
 	return b;
 }
 
@@ -295,7 +302,7 @@ static MKI_NOINLINE void *malloc_slow(size_t size)
 #ifndef MKI_SECURE
 static MKI_NOINLINE void *purge_then(void *p)
 {
-	mki_page_maybe_purge();
+	give_back_idle();
 	return p;
 }
 #endif
@@ -737,6 +744,7 @@ int mki_trim(void)
 	mki_init();
 	mki_heap_trim_self();
 	mki_heap_collect_abandoned();
+	mki_slab_expire_empty(true);
 	size_t bytes = mki_large_purge(true) + mki_page_purge(true);
 	return bytes != 0;
 }

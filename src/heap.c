@@ -102,7 +102,7 @@ static void slab_retire(struct mki_heap *h, struct mki_slab *s)
 	list_del(&h->bins[s->cls].partial, s);
 	update_direct(h, s->cls);
 	atomic_fetch_sub_explicit(&class_slabs[s->cls], 1, memory_order_relaxed);
-	mki_slab_delete(s);
+	mki_slab_put_empty(s);
 }
 
 static void slab_to_full(struct mki_heap *h, struct mki_slab *s)
@@ -257,7 +257,7 @@ static void abandon_slab(struct mki_slab *s)
 	mki_slab_collect(s);
 	if (!s->used) {
 		atomic_fetch_sub_explicit(&class_slabs[s->cls], 1, memory_order_relaxed);
-		mki_slab_delete(s);
+		mki_slab_put_empty(s);
 		return;
 	}
 	atomic_store_explicit(&s->owner, &mki_heap_none, memory_order_release);
@@ -349,9 +349,10 @@ void mki_heap_collect_abandoned(void)
 		struct mki_slab *next = empty->next;
 		atomic_fetch_sub_explicit(&nr_abandoned_slabs, 1, memory_order_relaxed);
 		atomic_fetch_sub_explicit(&class_slabs[empty->cls], 1, memory_order_relaxed);
-		mki_slab_delete(empty);
+		mki_slab_put_empty(empty);
 		empty = next;
 	}
+	mki_slab_expire_empty(false);
 }
 
 /* ------------------------------------------------------------ heap life */
@@ -418,6 +419,8 @@ static struct mki_slab *find_slab(struct mki_heap *h, unsigned cls)
 	struct mki_slab *s;
 	while (!(s = first_usable_partial(h, bin))) {
 		s = adopt_slab(h, cls);
+		if (!s && (s = mki_slab_reuse(cls, h)) != NULL)
+			atomic_fetch_add_explicit(&class_slabs[cls], 1, memory_order_relaxed);
 		if (!s) {
 			s = mki_slab_new(mki_class_size[cls], mki_class_order[cls], (uint8_t)cls,
 					 h);

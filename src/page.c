@@ -353,17 +353,21 @@ static bool is_head(struct mki_chunk *c, struct mki_page *pg)
 
 void mki_pages_free(void *p, unsigned order)
 {
+	mki_pages_free_idle(p, order, (uint32_t)mki_clock_ms());
+}
+
+void mki_pages_free_idle(void *p, unsigned order, uint32_t since)
+{
 	struct mki_chunk *c = mki_chunk_of(p);
 	if (!c)
 		mki_fatal("free of invalid pointer %p (pages not from memkit)", p);
 	struct mki_page *pg = mki_page_desc(c, p);
 	size_t i = (size_t)(pg - c->pages);
-	uint32_t now = (uint32_t)mki_clock_ms();
 	mki_lock(&page_lock);
 	if (pg->kind == MKI_PAGE_FREE || pg->kind == MKI_PAGE_NONE)
 		mki_fatal("internal error: pages at %p freed twice", p);
 	clear_descs(pg, (size_t)1 << order);
-	free_block_locked(c, i, order, true, now);
+	free_block_locked(c, i, order, true, since);
 	mki_unlock(&page_lock);
 	purge_excess();
 	mki_page_maybe_purge();

@@ -96,15 +96,132 @@ struct mki_slab *mki_slab_new(uint32_t size, unsigned order, uint8_t cls, struct
 	return s;
 }
 
-void mki_slab_delete(struct mki_slab *s)
+/* since: when its last block went (mki_clock_ms), for the buddy's decay */
+static void slab_delete_idle(struct mki_slab *s, uint32_t since)
 {
 #ifdef MKI_SECURE
 	size_t bytes = (size_t)1 << (s->order + MKI_PAGE_SHIFT);
 	if (!s->cache)
 		mki_os_protect(s->start + bytes - MKI_PAGE_SIZE, MKI_PAGE_SIZE, true);
 #endif
-	mki_pages_free(s->start, s->order);
+	mki_pages_free_idle(s->start, s->order, since);
 	desc_release(s);
+}
+
+void mki_slab_delete(struct mki_slab *s)
+{
+	slab_delete_idle(s, (uint32_t)mki_clock_ms());
+}
+
+/* ------------------------------------------------------------ empty slabs
+ * A malloc slab that empties is kept for the next slab of its class (up to
+ * EMPTY_KEEP per class, EMPTY_KEEP_BYTES in all) instead of going back to
+ * the buddy system at once. The pages of a slab are touched for blocks of
+ * its size, a few for small ones, most of them for large ones; made into a
+ * slab of another class, the same buddy block gets touched further, and in
+ * a program whose threads come and go by the thousand every page of every
+ * slab block ends up resident (bench/wl-threads: 61810 slabs made over the
+ * run from 160 buddy blocks, 10 MiB of RSS against glibc's 5). Kept slabs
+ * are free memory like the buddy system's free pages, kept a quarter of
+ * MEMKIT_DECAY_MS (a slab that is reused at all is reused within
+ * milliseconds); they count as active pages in the statistics and stay out
+ * of the heaps' lists and of the per-class slab counts. Under desc_lock. */
+#define EMPTY_KEEP	 32		   /* per class */
+#define EMPTY_KEEP_BYTES ((size_t)8 << 20) /* in all */
+static struct mki_slab *empty_slabs[MKI_CLASSES_MAX];
+static _Atomic uint8_t nempty[MKI_CLASSES_MAX];
+static size_t empty_bytes;
+static _Atomic uint64_t last_expire_ms;
+
+static size_t slab_bytes(const struct mki_slab *s)
+{
+	return (size_t)1 << (s->order + MKI_PAGE_SHIFT);
+}
+
+void mki_slab_put_empty(struct mki_slab *s)
+{
+	if (!s->cache && mki_opt.decay_ms) {
+		mki_lock(&desc_lock);
+		if (atomic_load_explicit(&nempty[s->cls], memory_order_relaxed) < EMPTY_KEEP &&
+		    empty_bytes + slab_bytes(s) <= EMPTY_KEEP_BYTES) {
+			empty_bytes += slab_bytes(s);
+			atomic_store_explicit(&s->owner, &mki_heap_none, memory_order_release);
+			s->state = MKI_SLAB_EMPTY;
+			s->idle_since = (uint32_t)mki_clock_ms();
+			s->prev = NULL;
+			s->next = empty_slabs[s->cls];
+			empty_slabs[s->cls] = s;
+			atomic_fetch_add_explicit(&nempty[s->cls], 1, memory_order_relaxed);
+			mki_unlock(&desc_lock);
+			return;
+		}
+		mki_unlock(&desc_lock);
+	}
+	mki_slab_delete(s);
+}
+
+struct mki_slab *mki_slab_reuse(unsigned cls, struct mki_heap *owner)
+{
+	if (!atomic_load_explicit(&nempty[cls], memory_order_relaxed))
+		return NULL;
+	mki_lock(&desc_lock);
+	struct mki_slab *s = empty_slabs[cls];
+	if (s) {
+		empty_slabs[cls] = s->next;
+		atomic_fetch_sub_explicit(&nempty[cls], 1, memory_order_relaxed);
+		empty_bytes -= slab_bytes(s);
+	}
+	mki_unlock(&desc_lock);
+	if (!s)
+		return NULL;
+	/* carved anew from its first slot: the pages touched before are the
+	 * ones touched again */
+	s->free = NULL;
+	s->used = s->carved = 0;
+	s->state = MKI_SLAB_PARTIAL;
+	s->next = s->prev = NULL;
+	atomic_store_explicit(&s->thread_free, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->owner, owner, memory_order_release);
+	return s;
+}
+
+void mki_slab_expire_empty(bool force)
+{
+	uint64_t now = mki_clock_ms();
+	uint64_t last = atomic_load_explicit(&last_expire_ms, memory_order_relaxed);
+	if (!force &&
+	    (now - last < mki_opt.decay_ms / 8 ||
+	     !atomic_compare_exchange_strong_explicit(&last_expire_ms, &last, now,
+						      memory_order_relaxed, memory_order_relaxed)))
+		return;
+	struct mki_slab *old = NULL;
+	mki_lock(&desc_lock);
+	for (unsigned cls = 0; cls < mki_class_count; cls++) {
+		struct mki_slab **link = &empty_slabs[cls];
+		while (*link) {
+			struct mki_slab *s = *link;
+			if (force || (uint32_t)now - s->idle_since >= mki_opt.decay_ms / 4) {
+				*link = s->next;
+				atomic_fetch_sub_explicit(&nempty[cls], 1, memory_order_relaxed);
+				empty_bytes -= slab_bytes(s);
+				s->next = old;
+				old = s;
+			} else {
+				link = &s->next;
+			}
+		}
+	}
+	mki_unlock(&desc_lock);
+	if (!old)
+		return;
+	while (old) {
+		struct mki_slab *next = old->next;
+		slab_delete_idle(old, old->idle_since);
+		old = next;
+	}
+	/* the pages of all of them, not only of the first (the buddy system's
+	 * own periodic purge ran when the first came back) */
+	mki_page_purge(false);
 }
 
 void mki_slab_fork_prepare(void)

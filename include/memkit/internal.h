@@ -199,6 +199,9 @@ static inline void *mki_page_addr(struct mki_chunk *c, struct mki_page *pg)
  * whether it is known to be zero-filled. NULL + ENOMEM. */
 void *mki_pages_alloc(unsigned order, enum mki_page_kind kind, bool *zero);
 void mki_pages_free(void *p, unsigned order);
+/* the same for pages unused since `since` (mki_clock_ms): the decay counts
+ * from then */
+void mki_pages_free_idle(void *p, unsigned order, uint32_t since);
 /* npages contiguous pages (1..1024) aligned to 2^align_order pages */
 void *mki_run_alloc(size_t npages, unsigned align_order, bool *zero);
 void mki_run_free(void *p);
@@ -275,6 +278,7 @@ struct mki_slab {
 	_Atomic uintptr_t thread_free __attribute__((aligned(64))); /* remote frees | MKI_TF_FULL */
 	struct mki_slab *reclaim_next; /* in its owner's reclaim stack */
 	_Atomic int in_reclaim;
+	uint32_t idle_since;	      /* ms: when it was kept empty (slab.c) */
 	struct mki_slab *next, *prev; /* in its bin / cache list */
 };
 /* thread_free packs three things in one word, so that a remote free is one
@@ -292,7 +296,14 @@ static inline uint32_t mki_tf_count(uintptr_t tf)
 {
 	return (uint32_t)(tf >> MKI_TF_COUNT_SHIFT);
 }
-enum { MKI_SLAB_PARTIAL = 0, MKI_SLAB_FULL, MKI_SLAB_ABANDONED, MKI_SLAB_CACHE, MKI_SLAB_DEAD };
+enum {
+	MKI_SLAB_PARTIAL = 0,
+	MKI_SLAB_FULL,
+	MKI_SLAB_ABANDONED,
+	MKI_SLAB_CACHE,
+	MKI_SLAB_DEAD,
+	MKI_SLAB_EMPTY /* kept for the next slab of its class (slab.c) */
+};
 _Static_assert(offsetof(struct mki_slab, cache) + sizeof(void *) <= 64,
 	       "the fields of the fast paths share one cache line");
 
@@ -329,6 +340,13 @@ static inline void mki_block_set_next(struct mki_block *b, struct mki_block *nex
 /* a slab over a fresh buddy block; NULL + ENOMEM */
 struct mki_slab *mki_slab_new(uint32_t size, unsigned order, uint8_t cls, struct mki_heap *owner);
 void mki_slab_delete(struct mki_slab *s);
+/* a malloc slab that emptied: kept for the next slab of its class, or deleted */
+void mki_slab_put_empty(struct mki_slab *s);
+/* a kept empty slab of class cls made over to owner, or NULL */
+struct mki_slab *mki_slab_reuse(unsigned cls, struct mki_heap *owner);
+/* delete the kept empty slabs idle for a quarter of the decay time (looking
+ * at most every eighth of it), or all of them if force */
+void mki_slab_expire_empty(bool force);
 void mki_slab_fork_prepare(void);
 void mki_slab_fork_parent(void);
 void mki_slab_fork_child(void);

@@ -199,6 +199,27 @@ static void test_trim(void)
 	CHECK(st.buddy_free_bytes == st.buddy_purged_bytes);
 }
 
+/* Slabs that empty are kept for the next slabs of their class (their pages
+ * stay allocated: active), and malloc_trim gives them back. */
+static void test_empty_slabs_kept_until_trim(void)
+{
+	enum { N = 600 }; /* 3000-byte blocks: 21 to a 64 KiB slab, about 29 slabs */
+	static void *p[N];
+	struct mk_stats before, kept, trimmed;
+	mk_malloc_trim(0);
+	CHECK(mk_stats_get(&before) == 0);
+	for (int i = 0; i < N; i++)
+		CHECK((p[i] = mk_malloc(3000)) != NULL);
+	for (int i = 0; i < N; i++)
+		mk_free(p[i]);
+	CHECK(mk_stats_get(&kept) == 0);
+	CHECK(kept.active_bytes >= before.active_bytes + ((size_t)16 << 16)); /* 16+ slabs kept */
+	mk_malloc_trim(0);
+	CHECK(mk_stats_get(&trimmed) == 0);
+	CHECK(trimmed.active_bytes <=
+	      before.active_bytes + ((size_t)1 << 16)); /* all but the current */
+}
+
 static size_t live_blocks_of(size_t block_size)
 {
 	struct mk_stats st;
@@ -255,6 +276,7 @@ int main(void)
 	test_mallopt_threshold();
 	test_free_keeps_errno();
 	test_trim();
+	test_empty_slabs_kept_until_trim();
 	test_live_counts_across_threads();
 	return check_done("test-api");
 }
