@@ -535,18 +535,31 @@ size_t mki_page_purge(bool force)
 	return bytes;
 }
 
-/* Too much free and resident memory: release free chunks (keeping one) and
- * purge free blocks now, whatever their age. */
+/* Too much free and resident memory: release free chunks (keeping one), then
+ * purge free blocks, whatever their age but the longest free first (a freed
+ * block goes to the head of its list), until a quarter of the limit is
+ * below it. Not all of them: a program that frees a great deal and then
+ * allocates again (python's collector) would fault the pages back in;
+ * purging them all cost python3 155 k page faults a run instead of 117 k. */
 static void purge_excess(void)
 {
 	if (atomic_load_explicit(&dirty_hint, memory_order_relaxed) <= MKI_DIRTY_MAX_PAGES)
 		return;
 	uint32_t now = (uint32_t)mki_clock_ms();
+	const size_t target = MKI_DIRTY_MAX_PAGES / 4 * 3;
 	mki_lock(&page_lock);
 	if (free_pages_total - clean_free_pages > MKI_DIRTY_MAX_PAGES) {
 		release_chunks_locked(now, true, true);
-		for (unsigned k = MKI_PURGE_MIN_ORDER; k <= MKI_MAX_ORDER; k++)
-			purge_order_locked(k, now, true);
+		for (unsigned k = MKI_MAX_ORDER + 1; k-- > MKI_PURGE_MIN_ORDER;) {
+			struct mki_page *head = &free_area[k];
+			struct mki_page *pg = head->lru.prev;
+			while (pg && pg != head && free_pages_total - clean_free_pages > target) {
+				struct mki_page *prev = pg->lru.prev;
+				if (pg->flags & MKI_PF_DIRTY)
+					purge_block_locked(pg, k);
+				pg = prev;
+			}
+		}
 	}
 	mki_unlock(&page_lock);
 }
