@@ -331,14 +331,8 @@ void *mki_malloc(size_t size)
 			}
 			/* the slab ran dry: other heaps' blocks this thread freed come
 			 * first (heap.c's foreign lists), without the slow path's calls */
-			b = h->foreign[cls];
-			if (b != NULL) {
-				h->foreign[cls] = mki_block_next(b);
-				h->nforeign[cls]--;
-				b->tag = 0;
-				h->allocs[cls]++;
-				return b;
-			}
+			if (h->foreign[cls] != NULL)
+				return mki_heap_foreign_pop(h, cls);
 		}
 	}
 #endif

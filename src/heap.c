@@ -216,16 +216,6 @@ bool mki_heap_foreign_holds(const struct mki_heap *h, unsigned cls, const void *
 	return false;
 }
 
-static void *foreign_pop(struct mki_heap *h, unsigned cls)
-{
-	struct mki_block *b = h->foreign[cls];
-	h->foreign[cls] = mki_block_next(b);
-	h->nforeign[cls]--;
-	b->tag = 0;
-	h->allocs[cls]++;
-	return b;
-}
-
 /* A notice can be stale: between the push and this drain the owner may
  * have freed into the slab, used it up and marked it full again. Then
  * nothing was freed since the mark, and the slab stays on the full list. */
@@ -440,7 +430,7 @@ void *mki_heap_alloc_slow(struct mki_heap *h, unsigned cls)
 		return NULL;
 	}
 	if (h->foreign[cls])
-		return foreign_pop(h, cls);
+		return mki_heap_foreign_pop(h, cls);
 	if ((++h->slow_calls & 63) == 0) {
 		mki_page_maybe_purge();
 		mki_heap_collect_abandoned();

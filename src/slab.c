@@ -33,6 +33,16 @@ uintptr_t mki_free_key;
 static mki_lock_t desc_lock = MKI_LOCK_INIT;
 static struct mki_slab *desc_free;
 
+/* No slot handed out nor carved: the state of a new slab. */
+static void slab_reset(struct mki_slab *s)
+{
+	s->free = NULL;
+	s->used = s->carved = 0;
+	s->state = MKI_SLAB_PARTIAL;
+	s->next = s->prev = NULL;
+	atomic_store_explicit(&s->thread_free, 0, memory_order_relaxed);
+}
+
 static struct mki_slab *desc_alloc(void)
 {
 	mki_lock(&desc_lock);
@@ -42,12 +52,8 @@ static struct mki_slab *desc_alloc(void)
 	mki_unlock(&desc_lock);
 	if (!s)
 		return mki_meta_alloc(sizeof(*s));
-	s->free = NULL;
-	s->used = s->carved = 0;
 	s->cache = NULL;
-	s->state = MKI_SLAB_PARTIAL;
-	s->next = s->prev = NULL;
-	atomic_store_explicit(&s->thread_free, 0, memory_order_relaxed);
+	slab_reset(s);
 	return s;
 }
 
@@ -176,11 +182,7 @@ struct mki_slab *mki_slab_reuse(unsigned cls, struct mki_heap *owner)
 		return NULL;
 	/* carved anew from its first slot: the pages touched before are the
 	 * ones touched again */
-	s->free = NULL;
-	s->used = s->carved = 0;
-	s->state = MKI_SLAB_PARTIAL;
-	s->next = s->prev = NULL;
-	atomic_store_explicit(&s->thread_free, 0, memory_order_relaxed);
+	slab_reset(s);
 	atomic_store_explicit(&s->owner, owner, memory_order_release);
 	return s;
 }

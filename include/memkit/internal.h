@@ -414,6 +414,16 @@ void mki_heap_free_remote(struct mki_slab *s, void *p);
 void mki_heap_count_heapless_free(unsigned cls);
 /* hands the foreign list of cls back to the slabs, but its `keep` newest */
 void mki_heap_flush_foreign(struct mki_heap *h, unsigned cls, uint32_t keep);
+/* the most recent block of the thread's foreign list of cls (not empty) */
+static inline void *mki_heap_foreign_pop(struct mki_heap *h, unsigned cls)
+{
+	struct mki_block *b = h->foreign[cls];
+	h->foreign[cls] = mki_block_next(b);
+	h->nforeign[cls]--;
+	b->tag = 0;
+	h->allocs[cls]++;
+	return b;
+}
 bool mki_heap_foreign_holds(const struct mki_heap *h, unsigned cls, const void *p);
 struct mki_heap *mki_heap_get_slow(void);
 void *mki_heap_alloc_slow(struct mki_heap *h, unsigned cls);
