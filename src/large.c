@@ -5,12 +5,14 @@
  * - Freed mappings wait in a small cache (MKI_LARGE_CACHE entries, each at
  *   most MKI_LARGE_CACHE_MAX bytes) for MEMKIT_DECAY_MS, so a loop that
  *   allocates and frees a 1 MiB buffer makes no system call per iteration;
- *   a range idle for MKI_LARGE_PURGE_MS gives its pages back meanwhile.
+ *   the part of a range not reused for MKI_LARGE_PURGE_MS gives its pages
+ *   back meanwhile.
  *   A block taken from the front of a cached range grows by realloc into
  *   the rest of it, as a heap's top chunk grows: the same pages serve
  *   buffer after buffer. A block that realloc moved here (likely to grow
  *   again) comes from a range its thread freed if there is one, so that
- *   two threads' buffers do not block each other's growth.
+ *   two threads' buffers do not block each other's growth, and the largest
+ *   such range, so that it does not outgrow a remnant at once.
  * - Every live mapping is in a hash table keyed by address, so free() of an
  *   address that is not a live large block is caught, never trusted; and
  *   the block needs no header: the pointer is the page-aligned mapping.
@@ -40,9 +42,11 @@ struct large_entry {
 struct cached_map {
 	void *addr;
 	size_t size;
-	uint64_t since_ms;
-	bool purged;	   /* its pages went back (MADV_DONTNEED); the range stays */
-	const void *freer; /* the thread that last gave it memory (its tag's address) */
+	uint64_t since_ms;  /* when memory was last freed into it */
+	uint64_t window_ms; /* when its current purge window began */
+	char *hot_end;	    /* the furthest its front was taken to in the window */
+	char *clean_from;   /* its pages from here on went back (MADV_DONTNEED) */
+	const void *freer;  /* the thread that last gave it memory (its tag's address) */
 };
 
 static mki_lock_t large_lock = MKI_LOCK_INIT;
@@ -117,9 +121,15 @@ static int table_grow_locked(void)
 	return 0;
 }
 
+/* Room for one more entry: once it returns 0, the next insert cannot fail. */
+static int table_reserve_locked(void)
+{
+	return (table_used + 1) * 2 > table_cap ? table_grow_locked() : 0;
+}
+
 static int table_insert_locked(uintptr_t a, size_t size)
 {
-	if ((table_used + 1) * 2 > table_cap && table_grow_locked())
+	if (table_reserve_locked())
 		return ENOMEM;
 	table_put_raw(table, table_cap, a, size);
 	table_used++;
@@ -138,6 +148,15 @@ static void table_remove_locked(struct large_entry *e)
 
 /* ------------------------------------------------------------ reuse cache */
 
+/* The front `size` bytes of a cached range are handed out. */
+static void cache_advance_front(struct cached_map *m, size_t size)
+{
+	m->addr = (char *)m->addr + size;
+	m->size -= size;
+	if ((char *)m->addr > m->hot_end)
+		m->hot_end = m->addr;
+}
+
 /* Resident memory for `size` bytes from the cache: the smallest cached
  * range that holds it. A range much larger than asked is split, the rest
  * staying cached: mappings are plain address ranges to the kernel, so a
@@ -148,18 +167,21 @@ static bool cache_take_locked(size_t size, size_t align, bool grows, void **addr
 	size_t pick = nr_cached;
 	if (align > MKI_PAGE_SIZE)
 		return false;
-	/* the smallest that holds it; for a block that will grow, of those
-	 * this thread freed if any: it grows into the rest of the range
-	 * (cache_take_after_locked), which another thread's block taken right
-	 * after it would block. (Not for every block: a worse fit costs the
-	 * programs that do not grow theirs.) */
+	/* the smallest that holds it; for a block that will grow, the largest,
+	 * of those this thread freed if any: it grows into the rest of the
+	 * range (cache_take_after_locked), which another thread's block taken
+	 * right after it would block, and a remnant too small would send it
+	 * to new pages while the range its last buffer used sits idle. (Not
+	 * for every block: a worse fit costs the programs that do not grow
+	 * theirs.) */
 	for (size_t i = 0; i < nr_cached; i++) {
 		if (cache[i].size < size)
 			continue;
 		bool mine = grows && cache[i].freer == &thread_tag;
 		bool pick_mine = grows && pick < nr_cached && cache[pick].freer == &thread_tag;
-		if (pick == nr_cached || (mine && !pick_mine) ||
-		    (mine == pick_mine && cache[i].size < cache[pick].size))
+		bool fits_better = pick < nr_cached && (grows ? cache[i].size > cache[pick].size
+							      : cache[i].size < cache[pick].size);
+		if (pick == nr_cached || (mine && !pick_mine) || (mine == pick_mine && fits_better))
 			pick = i;
 	}
 	if (pick == nr_cached)
@@ -168,8 +190,7 @@ static bool cache_take_locked(size_t size, size_t align, bool grows, void **addr
 	*addr = m->addr;
 	if (m->size - size >= mki_opt.mmap_threshold) {
 		*mapped = size;
-		m->addr = (char *)m->addr + size;
-		m->size -= size;
+		cache_advance_front(m, size);
 	} else {
 		*mapped = m->size;
 		*m = cache[--nr_cached];
@@ -193,8 +214,7 @@ static size_t cache_take_after_locked(char *end, size_t need, size_t ahead)
 		size_t take = m->size < ahead ? m->size : ahead;
 		if (m->size - take < mki_opt.mmap_threshold)
 			take = m->size;
-		m->addr = (char *)m->addr + take;
-		m->size -= take;
+		cache_advance_front(m, take);
 		cached_bytes -= take;
 		if (!m->size)
 			*m = cache[--nr_cached];
@@ -203,20 +223,30 @@ static size_t cache_take_after_locked(char *end, size_t need, size_t ahead)
 	return 0;
 }
 
-/* A cached range not reused within MKI_LARGE_PURGE_MS gives its pages back
- * but stays mapped (as mimalloc purges after a short delay): a program that
- * frees and allocates large blocks in a loop reuses them resident, one whose
- * large blocks come and go (buffers grown by realloc, then freed) does not
- * keep them all resident for the decay time; reuse of a purged range costs
- * page faults, not mmap. Under the lock: once unlocked, the range may be
- * handed out. */
+/* The part of a cached range not handed out for MKI_LARGE_PURGE_MS gives
+ * its pages back but stays mapped (as mimalloc purges after a short delay):
+ * a program that frees and allocates large blocks in a loop reuses them
+ * resident, one whose large blocks come and go (buffers grown by realloc,
+ * then freed) does not keep them all resident for the decay time; reuse of
+ * a purged range costs page faults, not mmap. By part, not whole: a range
+ * whose front serves buffer after buffer (each thread's growing buffers
+ * do this) never sits idle as a whole, and the pages further in that
+ * earlier, larger buffers touched would stay resident for good. Each
+ * window of MKI_LARGE_PURGE_MS purges what lies beyond the furthest the
+ * front was taken to during it. Under the lock: once unlocked, the range
+ * may be handed out. */
 static void purge_idle_locked(uint64_t now)
 {
 	for (size_t i = 0; i < nr_cached; i++) {
 		struct cached_map *m = &cache[i];
-		if (!m->purged && now - m->since_ms >= MKI_LARGE_PURGE_MS &&
-		    !mki_os_purge(m->addr, m->size))
-			m->purged = true;
+		char *end = (char *)m->addr + m->size;
+		char *from = m->hot_end > (char *)m->addr ? m->hot_end : (char *)m->addr;
+		if (now - m->window_ms < MKI_LARGE_PURGE_MS)
+			continue;
+		if (from < m->clean_from && !mki_os_purge(from, (size_t)(end - from)))
+			m->clean_from = from;
+		m->window_ms = now;
+		m->hot_end = m->addr;
 	}
 }
 
@@ -230,11 +260,14 @@ static unsigned cache_put_locked(void *addr, size_t size, struct cached_map out[
 	for (size_t i = 0; i < nr_cached; i++) {
 		struct cached_map *m = &cache[i];
 		if ((char *)m->addr + m->size == (char *)addr || (char *)addr + size == m->addr) {
-			if ((char *)addr < (char *)m->addr)
-				m->addr = addr;
+			if ((char *)addr < (char *)m->addr) {
+				m->addr = addr; /* below hot_end: kept this window */
+			} else {
+				m->hot_end = (char *)addr + size;
+				m->clean_from = m->hot_end;
+			}
 			m->size += size;
 			m->since_ms = mki_clock_ms();
-			m->purged = false; /* partly resident: purged whole when idle */
 			m->freer = &thread_tag;
 			cached_bytes += size;
 			purge_idle_locked(m->since_ms);
@@ -252,11 +285,12 @@ static unsigned cache_put_locked(void *addr, size_t size, struct cached_map out[
 		cached_bytes -= out[0].size;
 	}
 	if (cached_bytes + size > MKI_LARGE_CACHE_TOTAL) {
-		out[n++] = (struct cached_map){addr, size, 0, false, NULL};
+		out[n++] = (struct cached_map){.addr = addr, .size = size};
 		return n;
 	}
 	uint64_t now = mki_clock_ms();
-	cache[nr_cached++] = (struct cached_map){addr, size, now, false, &thread_tag};
+	char *end = (char *)addr + size;
+	cache[nr_cached++] = (struct cached_map){addr, size, now, now, addr, end, &thread_tag};
 	cached_bytes += size;
 	purge_idle_locked(now);
 	return n;
@@ -417,6 +451,12 @@ void *mki_large_realloc(void *p, size_t size)
 {
 	size_t want = mki_align_up(size, MKI_PAGE_SIZE);
 	mki_lock(&large_lock);
+	/* a block that moves leaves the table and comes back under another
+	 * address: room for it first, so that a moved block is never lost */
+	if (table_reserve_locked()) {
+		mki_unlock(&large_lock);
+		return NULL;
+	}
 	struct large_entry *e = table_find_locked((uintptr_t)p);
 	size_t have = e ? e->size : 0;
 	bool keep = have && want >= size && want <= have && want >= have / 2;
@@ -452,9 +492,9 @@ void *mki_large_realloc(void *p, size_t size)
 	int err = mki_os_remap(p, have, want, true, &q);
 	mki_lock(&large_lock);
 	if (err)
-		table_insert_locked((uintptr_t)p, have); /* its slot was just freed */
+		table_insert_locked((uintptr_t)p, have); /* room reserved above */
 	else
-		err = table_insert_locked((uintptr_t)q, want);
+		table_insert_locked((uintptr_t)q, want);
 	mki_unlock(&large_lock);
 	if (err) {
 		errno = ENOMEM;

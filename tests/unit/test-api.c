@@ -6,6 +6,8 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
 #include "memkit.h"
 #include "check.h"
 
@@ -163,6 +165,55 @@ static void test_large_grows_into_cache(void)
 	mk_free(a2);
 }
 
+/* A block that realloc moves into the large class, likely to grow further,
+ * takes the front of the largest range this thread freed, not a remnant it
+ * would soon outgrow. */
+static void test_large_growing_takes_largest(void)
+{
+	const size_t big = 4 << 20, small = 256 << 10;
+	mk_malloc_trim(0);
+	unsigned char *a = mk_malloc(big), *sep = mk_malloc(small), *b = mk_malloc(small);
+	CHECK(a && sep && b);
+	mk_free(a); /* two cached ranges, kept apart by sep */
+	mk_free(b);
+	unsigned char *p = mk_malloc(20000);
+	CHECK(p != NULL);
+	fill(p, 20000, 12);
+	unsigned char *q = mk_realloc(p, 200 << 10);
+	CHECK(q != NULL && verify(q, 20000, 12));
+	CHECK(q >= a && q < a + big);
+	mk_free(q);
+	mk_free(sep);
+}
+
+/* Pages of a cached range that its reuse does not reach go back to the
+ * OS, even while its front serves block after block (the range as a whole
+ * is never idle). */
+static void test_large_cache_purges_unused_tail(void)
+{
+	const size_t big = 4 << 20, used = 256 << 10, page = 4096;
+	static unsigned char vec[(4 << 20) / 4096];
+	mk_malloc_trim(0);
+	unsigned char *a = mk_malloc(big);
+	CHECK(a != NULL);
+	memset(a, 1, big);
+	mk_free(a); /* resident, cached */
+	for (int i = 0; i < 6; i++) {
+		unsigned char *p = mk_malloc(used);
+		CHECK(p == a); /* the front, again and again */
+		memset(p, 2, used);
+		mk_free(p);
+		struct timespec ts = {0, 12 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	CHECK(mincore(a, big, vec) == 0);
+	size_t tail_resident = 0;
+	for (size_t i = used / page; i < big / page; i++)
+		tail_resident += vec[i] & 1;
+	CHECK(tail_resident == 0);
+	mk_malloc_trim(0);
+}
+
 static void test_mallopt_threshold(void)
 {
 	CHECK(mk_mallopt(M_MMAP_THRESHOLD, 64 * 1024) == 1);
@@ -272,6 +323,8 @@ int main(void)
 	test_calloc();
 	test_realloc();
 	test_large_grows_into_cache();
+	test_large_growing_takes_largest();
+	test_large_cache_purges_unused_tail();
 	test_alignment();
 	test_mallopt_threshold();
 	test_free_keeps_errno();
