@@ -238,14 +238,13 @@ static inline unsigned mki_class_of_small_size(size_t size)
 {
 	return mki_class_of_small[(size + MKI_ALIGN - 1) / MKI_ALIGN];
 }
-/* Above 128 bytes four classes per power of two: the class follows from the
- * highest set bit of size - 1 and the two bits below it. */
-#define MKI_LINEAR_CLASSES 8u			     /* 16 .. 128 */
-static inline unsigned mki_class_of_big(size_t size) /* 128 < size <= MKI_SLAB_MAX */
+/* Above MKI_SMALL_MAX, class boundaries are multiples of 64 bytes: a second
+ * table, indexed by 64-byte steps, gives the class in one load. */
+#define MKI_MID_STEP_SHIFT 6
+extern uint8_t mki_class_of_mid[(MKI_SLAB_MAX - MKI_SMALL_MAX) >> MKI_MID_STEP_SHIFT];
+static inline unsigned mki_class_of_big(size_t size) /* MKI_SMALL_MAX < size <= MKI_SLAB_MAX */
 {
-	size_t s = size - 1;
-	unsigned b = 63u - (unsigned)__builtin_clzl(s);
-	return MKI_LINEAR_CLASSES + (b - 7) * 4 + (unsigned)((s >> (b - 2)) & 3);
+	return mki_class_of_mid[(size - MKI_SMALL_MAX - 1) >> MKI_MID_STEP_SHIFT];
 }
 unsigned mki_class_of(size_t size); /* size <= MKI_SLAB_MAX */
 
