@@ -573,9 +573,12 @@ static void print_site(const struct jval *site, const char *what)
 	fprintf(stderr, "\n%llu bytes in %llu block%s %s, allocated at:\n", bytes, blocks,
 		plural(blocks), what);
 	const struct jval *stack = json_get(site, "stack");
-	for (size_t k = 0; stack && stack->type == J_ARR && k < stack->n; k++)
+	size_t n = stack && stack->type == J_ARR ? stack->n : 0;
+	for (size_t k = 0; k < n; k++)
 		fprintf(stderr, "    #%-2zu %s\n", k,
 			stack->items[k]->s ? stack->items[k]->s : "?");
+	if (!n) /* as libmemkit's own text report says it */
+		fprintf(stderr, "    (no stack)\n");
 }
 
 static void print_total(const struct jval *leaks, const char *key, const char *label,

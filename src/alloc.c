@@ -100,6 +100,7 @@ void mki_init(void)
 __attribute__((constructor)) static void memkit_constructor(void)
 {
 	mki_init();
+	mki_leak_load_unwinder();
 }
 
 /* ------------------------------------------------------------ allocation */

@@ -34,8 +34,9 @@
  * itself runs (none is expected) is simply not tracked.
  *
  * May call: libc.c, meta.c, mki_block_of (alloc.c), mki_chunk_of and the
- * page descriptors' kind (internal.h), _Unwind_Backtrace,
- * dl_iterate_phdr, dladdr1, open/read/close/readlink, sigaction,
+ * page descriptors' kind (internal.h), _Unwind_Backtrace (through
+ * pointers: libgcc_s is loaded by dlopen from libmemkit's constructor,
+ * only when tracking is on), dl_iterate_phdr, dladdr1, open/read/close/readlink, sigaction,
  * pthread_atfork, pthread_key_create/setspecific. The exit report itself is
  * written by stats.c (one file for statistics and leaks).
  * Lock order: report_lock, then the shard locks in index order, then
@@ -359,12 +360,47 @@ static bool walk_add(struct walk *w, uintptr_t ip, uintptr_t cfa)
 	return !w->truncated;
 }
 
+/* libgcc's unwinder, from libgcc_s.so.1, loaded by mki_leak_load_unwinder
+ * only when leak tracking is on: every other process is spared the library
+ * (100 KiB of resident text). Published by unwind_backtrace, stored last. */
+typedef _Unwind_Reason_Code (*unwind_backtrace_fn)(_Unwind_Trace_Fn, void *);
+static _Unwind_Ptr (*unwind_get_ip)(struct _Unwind_Context *);
+static _Unwind_Word (*unwind_get_cfa)(struct _Unwind_Context *);
+static _Atomic(unwind_backtrace_fn) unwind_backtrace;
+
 static _Unwind_Reason_Code walk_frame(struct _Unwind_Context *ctx, void *arg)
 {
-	uintptr_t ip = _Unwind_GetIP(ctx);
+	uintptr_t ip = unwind_get_ip(ctx);
 	if (!ip)
 		return _URC_END_OF_STACK;
-	return walk_add(arg, ip, _Unwind_GetCFA(ctx)) ? _URC_NO_REASON : _URC_END_OF_STACK;
+	return walk_add(arg, ip, unwind_get_cfa(ctx)) ? _URC_NO_REASON : _URC_END_OF_STACK;
+}
+
+/* From libmemkit's constructor, never from an allocation: dlopen allocates.
+ * Blocks allocated before (by the dynamic loader and libc's start-up) are
+ * tracked without a stack. */
+void mki_leak_load_unwinder(void)
+{
+	if (!mki_leak_active || atomic_load_explicit(&unwind_backtrace, memory_order_acquire))
+		return;
+	in_tracker = true; /* the loader's blocks for it are libmemkit's, not the program's */
+	void *lib = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_LOCAL);
+	void *bt = lib ? dlsym(lib, "_Unwind_Backtrace") : NULL;
+	void *ip = lib ? dlsym(lib, "_Unwind_GetIP") : NULL;
+	void *cfa = lib ? dlsym(lib, "_Unwind_GetCFA") : NULL;
+	in_tracker = false;
+	if (!bt || !ip || !cfa) {
+		mki_dprintf(
+		    2, "memkit: leak tracking without call stacks: libgcc_s.so.1 (the unwinder) "
+		       "could not be loaded\n");
+		return;
+	}
+	/* object pointers to function pointers: what dlsym returns is the code */
+	memcpy(&unwind_get_ip, &ip, sizeof(ip));
+	memcpy(&unwind_get_cfa, &cfa, sizeof(cfa));
+	unwind_backtrace_fn fn;
+	memcpy(&fn, &bt, sizeof(bt));
+	atomic_store_explicit(&unwind_backtrace, fn, memory_order_release);
 }
 
 /* ------------------------------------------------------------ frame sizes
@@ -705,7 +741,10 @@ static MKI_NOINLINE struct leak_stack *walk_full(struct tstate *t, uintptr_t ip,
 		w.n = w.nwalk = 0;
 		w.in_allocator = true;
 		w.truncated = false;
-		_Unwind_Backtrace(walk_frame, &w);
+		unwind_backtrace_fn unwind =
+		    atomic_load_explicit(&unwind_backtrace, memory_order_acquire);
+		if (unwind)
+			unwind(walk_frame, &w);
 		if (walk_is_cacheable(&w))
 			learn_frame_sizes(&w, t);
 		else if (t)

@@ -479,7 +479,8 @@ extern _Atomic bool mki_initialized;
  * Called by alloc.c only while mki_leak_active is true. Must not allocate
  * through malloc (they may use mki_meta_alloc / mki_pages_alloc). */
 extern bool mki_leak_active;
-void mki_leak_init(void); /* from mki_init when mki_opt.leak */
+void mki_leak_init(void);	   /* from mki_init when mki_opt.leak */
+void mki_leak_load_unwinder(void); /* from the constructor: dlopen allocates */
 void mki_leak_on_alloc(void *p, size_t size);
 void mki_leak_on_free(void *p);
 /* realloc kept p where it was, now of `size` bytes */

@@ -172,18 +172,20 @@ static void test_large_growing_takes_largest(void)
 {
 	const size_t big = 4 << 20, small = 256 << 10;
 	mk_malloc_trim(0);
-	unsigned char *a = mk_malloc(big), *sep = mk_malloc(small), *b = mk_malloc(small);
-	CHECK(a && sep && b);
-	mk_free(a); /* two cached ranges, kept apart by sep */
-	mk_free(b);
+	unsigned char *range = mk_malloc(big);
+	CHECK(range != NULL);
+	mk_free(range);
+	unsigned char *x = mk_malloc(small), *y = mk_malloc(small);
+	CHECK(x == range && y == range + small);
+	mk_free(x); /* cached: x's 256 KiB, and the 3.5 MiB after y */
 	unsigned char *p = mk_malloc(20000);
 	CHECK(p != NULL);
 	fill(p, 20000, 12);
 	unsigned char *q = mk_realloc(p, 200 << 10);
 	CHECK(q != NULL && verify(q, 20000, 12));
-	CHECK(q >= a && q < a + big);
+	CHECK(q == range + 2 * small);
 	mk_free(q);
-	mk_free(sep);
+	mk_free(y);
 }
 
 /* Pages of a cached range that its reuse does not reach go back to the
