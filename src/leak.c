@@ -217,8 +217,7 @@ static struct leak_stack *stack_new_locked(void)
 	return s;
 }
 
-static struct leak_stack *child_insert_locked(struct leak_stack *_Atomic *bucket,
-					      struct leak_stack *parent, uintptr_t ip)
+static struct leak_stack *child_new_locked(struct leak_stack *parent, uintptr_t ip)
 {
 	struct leak_stack *s = stack_new_locked();
 	if (!s)
@@ -226,16 +225,23 @@ static struct leak_stack *child_insert_locked(struct leak_stack *_Atomic *bucket
 	s->parent = parent;
 	s->ip = ip;
 	s->depth = parent->depth + 1;
-	s->next = atomic_load_explicit(bucket, memory_order_relaxed);
-	/* release: a lock-free reader that sees s sees its fields */
-	atomic_store_explicit(bucket, s, memory_order_release);
 	return s;
 }
 
-/* The parent's inline slots first: the parent is usually in cache (the
- * walk just came through it), a hash bucket seldom is. */
-static inline struct leak_stack *kid_find(const struct leak_stack *parent, uintptr_t ip)
+static void bucket_insert_locked(struct leak_stack *_Atomic *bucket, struct leak_stack *s)
 {
+	s->next = atomic_load_explicit(bucket, memory_order_relaxed);
+	/* release: a lock-free reader that sees s sees its fields */
+	atomic_store_explicit(bucket, s, memory_order_release);
+}
+
+/* The parent's first LEAK_KIDS callees are in its inline slots, and only
+ * there: the parent is usually in cache (the walk just came through it), a
+ * hash bucket seldom is. *full: every slot taken, so a callee not found may
+ * be in the hash table; otherwise it is new. */
+static inline struct leak_stack *kid_find(const struct leak_stack *parent, uintptr_t ip, bool *full)
+{
+	*full = false;
 	for (unsigned i = 0; i < LEAK_KIDS; i++) {
 		uintptr_t k = atomic_load_explicit(&parent->kids[i].ip, memory_order_acquire);
 		if (k == ip)
@@ -243,10 +249,12 @@ static inline struct leak_stack *kid_find(const struct leak_stack *parent, uintp
 		if (!k)
 			return NULL;
 	}
+	*full = true;
 	return NULL;
 }
 
-static void kid_add_locked(struct leak_stack *parent, struct leak_stack *s)
+/* false when the inline slots are all taken */
+static bool kid_add_locked(struct leak_stack *parent, struct leak_stack *s)
 {
 	for (unsigned i = 0; i < LEAK_KIDS; i++) {
 		if (atomic_load_explicit(&parent->kids[i].ip, memory_order_relaxed))
@@ -254,26 +262,32 @@ static void kid_add_locked(struct leak_stack *parent, struct leak_stack *s)
 		parent->kids[i].node = s;
 		/* release: a reader that sees ip sees node */
 		atomic_store_explicit(&parent->kids[i].ip, s->ip, memory_order_release);
-		return;
+		return true;
 	}
+	return false;
 }
 
-/* The stack `parent` called from ip; lookups take no lock, inserts do. */
+/* The stack `parent` called from ip; lookups take no lock, inserts do. A
+ * new stack (a recursive program makes one per call path) costs no lookup
+ * in the hash table, 8 MiB where every probe misses the cache, unless its
+ * parent already has LEAK_KIDS callees. */
 static struct leak_stack *stack_child(struct leak_stack *parent, uintptr_t ip)
 {
-	struct leak_stack *s = kid_find(parent, ip);
+	bool full;
+	struct leak_stack *s = kid_find(parent, ip, &full);
 	if (mki_likely(s != NULL))
 		return s;
 	struct leak_stack *_Atomic *bucket = &stack_buckets[child_bucket(parent, ip)];
-	s = child_find(bucket, parent, ip);
-	if (mki_likely(s != NULL))
+	if (full && (s = child_find(bucket, parent, ip)) != NULL)
 		return s;
 	mki_lock(&stack_lock);
-	s = child_find(bucket, parent, ip);
+	s = kid_find(parent, ip, &full); /* another thread may have added it */
+	if (!s && full)
+		s = child_find(bucket, parent, ip);
 	if (!s) {
-		s = child_insert_locked(bucket, parent, ip);
-		if (s)
-			kid_add_locked(parent, s);
+		s = child_new_locked(parent, ip);
+		if (s && !kid_add_locked(parent, s))
+			bucket_insert_locked(bucket, s);
 	}
 	mki_unlock(&stack_lock);
 	return s;
@@ -587,6 +601,10 @@ static struct leak_stack *splice_walk(struct last_walk *l, unsigned k, const str
 		l->node[at] = node;
 	}
 	l->n = f->n + keep;
+	/* a recursive program allocates next in a callee of this frame: the
+	 * lookup will start from this node, likely not in cache yet (one node
+	 * per distinct stack), so its line is fetched while the program runs */
+	__builtin_prefetch(node);
 	return node;
 }
 
