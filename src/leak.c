@@ -34,10 +34,10 @@
  * itself runs (none is expected) is simply not tracked.
  *
  * May call: libc.c, meta.c, mki_block_of (alloc.c), mki_chunk_of and the
- * page descriptors' kind (internal.h), _Unwind_Backtrace (through
- * pointers: libgcc_s is loaded by dlopen from libmemkit's constructor,
- * only when tracking is on), dl_iterate_phdr, dladdr1, open/read/close/readlink, sigaction,
- * pthread_atfork, pthread_key_create/setspecific. The exit report itself is
+ * page descriptors' kind (internal.h), _Unwind_Backtrace (through pointers:
+ * libgcc_s is loaded by dlopen from libmemkit's constructor, only when
+ * tracking is on), dl_iterate_phdr, dladdr1, open/read/close/readlink,
+ * sigaction, pthread_atfork, pthread_key_create/setspecific. The exit report itself is
  * written by stats.c (one file for statistics and leaks).
  * Lock order: report_lock, then the shard locks in index order, then
  * stack_lock, then threads_lock; meta.c's lock may be taken under any of
