@@ -12,6 +12,7 @@
  * May call cli/common.c, libc, and addr2line(1) from binutils.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -739,12 +740,33 @@ static void set_preload(const char *lib)
 	}
 }
 
+/* With --leaks, libgcc_s (the unwinder) is preloaded after libmemkit when
+ * it can be loaded: libmemkit finds it mapped at the first allocation, so
+ * the blocks that libraries' constructors allocate before libmemkit's own
+ * constructor runs (where it would load the unwinder) get call stacks too. */
+static void set_leak_preload(const char *lib)
+{
+	static const char unwinder[] = "libgcc_s.so.1";
+	char *v = NULL;
+	if (!dlopen(unwinder, RTLD_LAZY)) {
+		set_preload(lib);
+		return;
+	}
+	if (asprintf(&v, "%s:%s", lib, unwinder) < 0)
+		_exit(EXIT_MEMKIT_FAILED);
+	set_preload(v);
+	free(v);
+}
+
 static noreturn void exec_child(const struct run_opts *o, const char *lib, const char *tmp)
 {
 	char pid[32];
 	signal(SIGINT, SIG_DFL);
 	signal(SIGQUIT, SIG_DFL);
-	set_preload(lib);
+	if (o->leaks)
+		set_leak_preload(lib);
+	else
+		set_preload(lib);
 	if (o->leaks)
 		set_env_or_die("MEMKIT_LEAK", "1");
 	if (o->stats)

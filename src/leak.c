@@ -390,31 +390,130 @@ static _Unwind_Reason_Code walk_frame(struct _Unwind_Context *ctx, void *arg)
 	return walk_add(arg, ip, unwind_get_cfa(ctx)) ? _URC_NO_REASON : _URC_END_OF_STACK;
 }
 
+enum { UNWIND_BACKTRACE, UNWIND_GET_IP, UNWIND_GET_CFA, UNWIND_FNS };
+static const char *const unwind_names[UNWIND_FNS] = {"_Unwind_Backtrace", "_Unwind_GetIP",
+						     "_Unwind_GetCFA"};
+
+static void publish_unwinder(void *const fn[UNWIND_FNS])
+{
+	/* object pointers to function pointers: the symbols are the code */
+	memcpy(&unwind_get_ip, &fn[UNWIND_GET_IP], sizeof(fn[0]));
+	memcpy(&unwind_get_cfa, &fn[UNWIND_GET_CFA], sizeof(fn[0]));
+	unwind_backtrace_fn bt;
+	memcpy(&bt, &fn[UNWIND_BACKTRACE], sizeof(fn[0]));
+	atomic_store_explicit(&unwind_backtrace, bt, memory_order_release);
+}
+
+/* the ELF types of this machine's word size (link.h's ElfW) */
+#if UINTPTR_MAX > 0xffffffffu
+typedef Elf64_Sym elf_sym;
+typedef Elf64_Dyn elf_dyn;
+typedef Elf64_Addr elf_addr;
+#else
+typedef Elf32_Sym elf_sym;
+typedef Elf32_Dyn elf_dyn;
+typedef Elf32_Addr elf_addr;
+#endif
+
+/* A name in an object's GNU hash table (the dynamic linker's own lookup,
+ * without its locks and without allocating). */
+static const elf_sym *gnu_hash_lookup(const uint32_t *gh, const elf_sym *symtab, const char *strtab,
+				      const char *name)
+{
+	uint32_t h = 5381;
+	for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+		h = h * 33 + *c;
+	uint32_t nbuckets = gh[0], symoffset = gh[1], bloom_words = gh[2];
+	if (!nbuckets)
+		return NULL;
+	const uint32_t *buckets = (const uint32_t *)((const elf_addr *)(gh + 4) + bloom_words);
+	const uint32_t *chain = buckets + nbuckets;
+	for (uint32_t i = buckets[h % nbuckets]; i >= symoffset; i++) {
+		uint32_t h2 = chain[i - symoffset];
+		if ((h | 1) == (h2 | 1) && !strcmp(name, strtab + symtab[i].st_name))
+			return &symtab[i];
+		if (h2 & 1)
+			break;
+	}
+	return NULL;
+}
+
+/* glibc relocates the dynamic section's addresses in place; others may not */
+static uintptr_t dyn_addr(const struct dl_phdr_info *info, elf_addr v)
+{
+	return v < info->dlpi_addr ? info->dlpi_addr + v : v;
+}
+
+/* dl_iterate_phdr callback: the unwinder's functions, if libgcc_s is mapped */
+static int find_mapped_unwinder(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	void **fn = arg;
+	if (!info->dlpi_name || !strstr(info->dlpi_name, "libgcc_s.so"))
+		return 0;
+	const elf_dyn *dyn = NULL;
+	for (int i = 0; i < info->dlpi_phnum; i++)
+		if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+			dyn = (const elf_dyn *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+	const elf_sym *symtab = NULL;
+	const char *strtab = NULL;
+	const uint32_t *gh = NULL;
+	for (; dyn && dyn->d_tag != DT_NULL; dyn++) {
+		if (dyn->d_tag == DT_SYMTAB)
+			symtab = (const elf_sym *)dyn_addr(info, dyn->d_un.d_ptr);
+		else if (dyn->d_tag == DT_STRTAB)
+			strtab = (const char *)dyn_addr(info, dyn->d_un.d_ptr);
+		else if (dyn->d_tag == DT_GNU_HASH)
+			gh = (const uint32_t *)dyn_addr(info, dyn->d_un.d_ptr);
+	}
+	if (!symtab || !strtab || !gh)
+		return 1;
+	void *found[UNWIND_FNS];
+	for (unsigned k = 0; k < UNWIND_FNS; k++) {
+		const elf_sym *sym = gnu_hash_lookup(gh, symtab, strtab, unwind_names[k]);
+		if (!sym || sym->st_shndx == SHN_UNDEF || !sym->st_value)
+			return 1;
+		found[k] = (void *)(info->dlpi_addr + sym->st_value);
+	}
+	memcpy(fn, found, sizeof(found));
+	return 1;
+}
+
+/* At the first allocation: a C++ program has libgcc_s mapped already
+ * (libstdc++ needs it), and its libraries' constructors, which run before
+ * libmemkit's, get call stacks too. */
+static void find_unwinder_mapped(void)
+{
+	void *fn[UNWIND_FNS] = {NULL};
+	dl_iterate_phdr(find_mapped_unwinder, fn);
+	if (fn[UNWIND_BACKTRACE])
+		publish_unwinder(fn);
+}
+
 /* From libmemkit's constructor, never from an allocation: dlopen allocates.
- * Blocks allocated before (by the dynamic loader and libc's start-up) are
- * tracked without a stack. */
+ * Blocks allocated before (by the dynamic loader, libc's start-up and the
+ * constructors of libraries that run before libmemkit's) are tracked
+ * without a stack, unless libgcc_s was mapped already. */
 void mki_leak_load_unwinder(void)
 {
-	if (!mki_leak_active || atomic_load_explicit(&unwind_backtrace, memory_order_acquire))
+	if (!mki_leak_active)
 		return;
+	/* also when found mapped: the reference keeps it from being unloaded */
 	in_tracker = true; /* the loader's blocks for it are libmemkit's, not the program's */
 	void *lib = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_LOCAL);
-	void *bt = lib ? dlsym(lib, "_Unwind_Backtrace") : NULL;
-	void *ip = lib ? dlsym(lib, "_Unwind_GetIP") : NULL;
-	void *cfa = lib ? dlsym(lib, "_Unwind_GetCFA") : NULL;
+	void *fn[UNWIND_FNS] = {NULL};
+	for (unsigned k = 0; lib && k < UNWIND_FNS; k++)
+		fn[k] = dlsym(lib, unwind_names[k]);
 	in_tracker = false;
-	if (!bt || !ip || !cfa) {
+	if (atomic_load_explicit(&unwind_backtrace, memory_order_acquire))
+		return;
+	if (!fn[UNWIND_BACKTRACE] || !fn[UNWIND_GET_IP] || !fn[UNWIND_GET_CFA]) {
 		mki_dprintf(
 		    2, "memkit: leak tracking without call stacks: libgcc_s.so.1 (the unwinder) "
 		       "could not be loaded\n");
 		return;
 	}
-	/* object pointers to function pointers: what dlsym returns is the code */
-	memcpy(&unwind_get_ip, &ip, sizeof(ip));
-	memcpy(&unwind_get_cfa, &cfa, sizeof(cfa));
-	unwind_backtrace_fn fn;
-	memcpy(&fn, &bt, sizeof(bt));
-	atomic_store_explicit(&unwind_backtrace, fn, memory_order_release);
+	publish_unwinder(fn);
 }
 
 /* ------------------------------------------------------------ frame sizes
@@ -1261,6 +1360,7 @@ void mki_leak_init(void)
 	}
 	struct own_search s = {(uintptr_t)&mki_leak_init, false};
 	dl_iterate_phdr(find_own_object, &s);
+	find_unwinder_mapped();
 	install_window_signal();
 	tstate_key_ok = !pthread_key_create(&tstate_key, tstate_release);
 	/* MEMKIT_LEAK_FAST=0: always the full unwinder (to compare, or distrust) */

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """check.py - the leak and `memkit run` tests (tests/leak/CMakeLists.txt).
 
-    check.py CASE --memkit PATH --planted PATH --api PATH --lib PATH
+    check.py CASE --memkit PATH --planted PATH --api PATH --lib PATH --ctor PATH
 
 Each CASE runs planted.c or api.c on libmemkit and checks the report
 exactly; `valgrind` runs the same program under valgrind --leak-check=full
@@ -444,18 +444,36 @@ def case_signal_window(args):
         print(err)
 
 
+def case_library_constructor(args):
+    # the constructor of a library the program needs runs before libmemkit's
+    # own: its blocks get call stacks only if the unwinder is found then
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "report.json")
+        r = run([args.memkit, "run", "--leaks", "--report", path, "--", args.ctor])
+        check(r.returncode == 0, f"memkit run --leaks exits 0 (got {r.returncode})")
+        with open(path) as f:
+            lost = json.load(f)["leaks"]["leaks"]
+    sites = [(s["bytes"], s["blocks"], [f.get("function") for f in s["frames"]])
+             for s in lost]
+    check(any(b == 333 and n == 1 and fns[:1] == ["leak_in_library_constructor"]
+              for b, n, fns in sites),
+          "the block a library's constructor lost: 333 bytes at "
+          f"leak_in_library_constructor (got {sites})")
+
+
 CASES = {
     "planted": case_planted, "valgrind": case_valgrind, "text": case_text,
     "fail-on-leak": case_fail_on_leak, "exit-status": case_exit_status,
     "stats": case_stats, "threads": case_threads, "indirect": case_indirect, "recursive": case_recursive, "fork": case_fork, "closed-stderr": case_closed_stderr, "api-window": case_api_window, "api-report": case_api_report,
     "api-stats": case_api_stats, "signal-window": case_signal_window,
+    "library-constructor": case_library_constructor,
 }
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("case", choices=sorted(CASES))
-    for opt in ("--memkit", "--planted", "--api", "--lib"):
+    for opt in ("--memkit", "--planted", "--api", "--lib", "--ctor"):
         ap.add_argument(opt, required=True)
     args = ap.parse_args()
     CASES[args.case](args)
