@@ -317,9 +317,38 @@ static struct mki_slab *adopt_slab(struct mki_heap *h, unsigned cls)
 	return s;
 }
 
+/* A remote free that read a slab's owner just before that thread exited
+ * can push the slab on the dead heap's reclaim stack after the heap's last
+ * drain. The slab keeps its in_reclaim flag then, and whoever adopts it is
+ * never told of its remote frees while it is full: its blocks wait until
+ * the dead heap is recycled. Dead heaps' stacks are drained here instead:
+ * the flag is cleared, and a slab marked full with remote frees waiting is
+ * announced to its owner now. heaps_lock keeps the heaps dead meanwhile
+ * (no thread takes one over), so no one else drains these stacks. */
+static void drain_dead_heaps(void)
+{
+	mki_lock(&heaps_lock);
+	for (struct mki_heap *h = all_heaps; h; h = h->next_heap) {
+		if (!h->dead || !atomic_load_explicit(&h->reclaim, memory_order_relaxed))
+			continue;
+		struct mki_slab *s =
+		    atomic_exchange_explicit(&h->reclaim, NULL, memory_order_acquire);
+		while (s) {
+			struct mki_slab *next = s->reclaim_next; /* before the flag frees it */
+			atomic_store_explicit(&s->in_reclaim, 0, memory_order_release);
+			uintptr_t tf = atomic_load_explicit(&s->thread_free, memory_order_acquire);
+			if ((tf & MKI_TF_FULL) && (tf & ~MKI_TF_FULL))
+				notify_owner(s);
+			s = next;
+		}
+	}
+	mki_unlock(&heaps_lock);
+}
+
 /* Abandoned slabs that remote frees emptied go back to the buddy system. */
 void mki_heap_collect_abandoned(void)
 {
+	drain_dead_heaps();
 	struct mki_slab *empty = NULL;
 	mki_lock(&abandoned_lock);
 	for (unsigned cls = 0; cls < mki_class_count; cls++) {

@@ -2,6 +2,8 @@
  * cache, slabs move between partial, full and empty, shrink gives empty
  * slabs back to the buddy system with their destructors run, and the size
  * class table keeps its promises. */
+#include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 #include "memkit/internal.h"
@@ -134,6 +136,90 @@ static void test_stale_reclaim_notice(void)
 		mk_free(p[i]);
 }
 
+/* A remote free that read a slab's owner just before that thread exited
+ * pushes the slab on the dead heap's reclaim stack, after the heap's last
+ * drain (heap.c, drain_dead_heaps). Made by hand: thread A fills a slab and
+ * exits, the late notice is pushed the way notify_owner does, thread B
+ * adopts the slab and fills it; a remote free then finds the slab's notice
+ * flag set and tells B nothing, unless the periodic sweep drained the dead
+ * heap's stack (and cleared the flag, or announced the slab to B). */
+enum { DH_SIZE = 2500, DH_MAX = 4096 };
+static void *dh_blocks[DH_MAX];
+static size_t dh_count;
+static struct mki_slab *dh_slab;
+static struct mki_heap *dh_heap_a, *dh_heap_b;
+static _Atomic int dh_phase;
+
+static void dh_wait(int phase)
+{
+	while (atomic_load(&dh_phase) < phase)
+		sched_yield();
+}
+
+static void *dh_thread_a(void *arg)
+{
+	(void)arg;
+	dh_blocks[0] = mk_malloc(DH_SIZE);
+	dh_slab = slab_holding(dh_blocks[0]);
+	dh_count = 1;
+	while (dh_count < DH_MAX && (dh_blocks[dh_count] = mk_malloc(DH_SIZE)) &&
+	       slab_holding(dh_blocks[dh_count]) == dh_slab)
+		dh_count++;
+	dh_heap_a = mki_tls_heap;
+	return NULL; /* exits: its heap dies, its slabs are abandoned */
+}
+
+static void *dh_thread_b(void *arg)
+{
+	(void)arg;
+	static void *mine[DH_MAX];
+	size_t n = 0;
+	bool seen = false;
+	void *other = mk_malloc(64); /* a heap, without the class of the test */
+	dh_heap_b = mki_tls_heap;
+	atomic_store(&dh_phase, 1);
+	dh_wait(2);
+	while (n < DH_MAX && (mine[n] = mk_malloc(DH_SIZE))) {
+		bool in = slab_holding(mine[n++]) == dh_slab;
+		if (seen && !in)
+			break; /* the slab is full: it adopted and used it up */
+		seen = seen || in;
+	}
+	atomic_store(&dh_phase, 3);
+	dh_wait(4);
+	for (size_t i = 0; i < n; i++)
+		mk_free(mine[i]);
+	mk_free(other);
+	return NULL;
+}
+
+static void test_dead_heap_reclaim_notice(void)
+{
+	pthread_t a, b;
+	CHECK(pthread_create(&b, NULL, dh_thread_b, NULL) == 0);
+	dh_wait(1);
+	CHECK(pthread_create(&a, NULL, dh_thread_a, NULL) == 0);
+	CHECK(pthread_join(a, NULL) == 0);
+	struct mki_slab *s = dh_slab;
+	CHECK(s != NULL && dh_count > 1 && dh_count < DH_MAX && dh_heap_a && dh_heap_a->dead);
+	/* the late notice */
+	atomic_store(&s->in_reclaim, 1);
+	s->reclaim_next = atomic_load(&dh_heap_a->reclaim);
+	atomic_store(&dh_heap_a->reclaim, s);
+	atomic_store(&dh_phase, 2);
+	dh_wait(3);
+	CHECK(atomic_load(&s->owner) == dh_heap_b && s->state == MKI_SLAB_FULL);
+	/* the flag, still set, would keep this remote free from telling B
+	 * (B's own slow paths may have swept the dead heap already) */
+	mki_heap_free_remote(s, dh_blocks[0]);
+	mki_heap_collect_abandoned();
+	CHECK(atomic_load(&dh_heap_b->reclaim) == s);
+	atomic_store(&dh_phase, 4);
+	CHECK(pthread_join(b, NULL) == 0);
+	for (size_t i = 1; i <= dh_count && i < DH_MAX; i++)
+		mk_free(dh_blocks[i]);
+}
+
 int main(void)
 {
 	mki_init();
@@ -141,5 +227,6 @@ int main(void)
 	test_cache_bad_args();
 	test_size_classes();
 	test_stale_reclaim_notice();
+	test_dead_heap_reclaim_notice();
 	return check_done("test-slab");
 }
