@@ -738,7 +738,7 @@ int mki_trim(void)
 {
 	mki_init();
 	mki_heap_trim_self();
-	mki_heap_collect_abandoned();
+	mki_heap_collect_abandoned(true);
 	mki_slab_expire_empty(true);
 	size_t bytes = mki_large_purge(true) + mki_page_purge(true);
 	return bytes != 0;

@@ -317,16 +317,26 @@ static struct mki_slab *adopt_slab(struct mki_heap *h, unsigned cls)
 	return s;
 }
 
+#define DEAD_DRAIN_MS 100
+
 /* A remote free that read a slab's owner just before that thread exited
  * can push the slab on the dead heap's reclaim stack after the heap's last
  * drain. The slab keeps its in_reclaim flag then, and whoever adopts it is
  * never told of its remote frees while it is full: its blocks wait until
  * the dead heap is recycled. Dead heaps' stacks are drained here instead:
- * the flag is cleared, and a slab marked full with remote frees waiting is
- * announced to its owner now. heaps_lock keeps the heaps dead meanwhile
+ * the flag is cleared, and a slab with remote frees waiting is announced to
+ * its owner now. heaps_lock keeps the heaps dead meanwhile
  * (no thread takes one over), so no one else drains these stacks. */
-static void drain_dead_heaps(void)
+static void drain_dead_heaps(bool force)
 {
+	/* unless forced, at most every DEAD_DRAIN_MS: the walk visits every
+	 * heap, and the race it repairs is rare */
+	static _Atomic uint64_t last_ms;
+	uint64_t now = mki_clock_ms(), last = atomic_load_explicit(&last_ms, memory_order_relaxed);
+	if (!force && (now - last < DEAD_DRAIN_MS ||
+		       !atomic_compare_exchange_strong_explicit(
+			   &last_ms, &last, now, memory_order_relaxed, memory_order_relaxed)))
+		return;
 	mki_lock(&heaps_lock);
 	for (struct mki_heap *h = all_heaps; h; h = h->next_heap) {
 		if (!h->dead || !atomic_load_explicit(&h->reclaim, memory_order_relaxed))
@@ -336,8 +346,11 @@ static void drain_dead_heaps(void)
 		while (s) {
 			struct mki_slab *next = s->reclaim_next; /* before the flag frees it */
 			atomic_store_explicit(&s->in_reclaim, 0, memory_order_release);
-			uintptr_t tf = atomic_load_explicit(&s->thread_free, memory_order_acquire);
-			if ((tf & MKI_TF_FULL) && (tf & ~MKI_TF_FULL))
+			/* remote frees waiting: the one that found the flag set
+			 * took the full mark off and told no one (a needless
+			 * notice is ignored by the owner's drain) */
+			if (atomic_load_explicit(&s->thread_free, memory_order_acquire) &
+			    ~MKI_TF_FULL)
 				notify_owner(s);
 			s = next;
 		}
@@ -346,9 +359,9 @@ static void drain_dead_heaps(void)
 }
 
 /* Abandoned slabs that remote frees emptied go back to the buddy system. */
-void mki_heap_collect_abandoned(void)
+void mki_heap_collect_abandoned(bool force)
 {
-	drain_dead_heaps();
+	drain_dead_heaps(force);
 	struct mki_slab *empty = NULL;
 	mki_lock(&abandoned_lock);
 	for (unsigned cls = 0; cls < mki_class_count; cls++) {
@@ -462,7 +475,7 @@ void *mki_heap_alloc_slow(struct mki_heap *h, unsigned cls)
 		return mki_heap_foreign_pop(h, cls);
 	if ((++h->slow_calls & 63) == 0) {
 		mki_page_maybe_purge();
-		mki_heap_collect_abandoned();
+		mki_heap_collect_abandoned(false);
 	}
 	drain_reclaim(h);
 	struct mki_slab *s = find_slab(h, cls);

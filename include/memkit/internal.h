@@ -428,7 +428,7 @@ struct mki_heap *mki_heap_get_slow(void);
 void *mki_heap_alloc_slow(struct mki_heap *h, unsigned cls);
 void mki_heap_free_slow(struct mki_heap *h, struct mki_slab *s);
 void mki_heap_stats(struct mk_stats *st);
-void mki_heap_collect_abandoned(void);
+void mki_heap_collect_abandoned(bool force); /* force: now, not at most every 100 ms */
 void mki_heap_trim_self(void);
 void mki_heap_init(void); /* from mki_init: the thread-exit key */
 void mki_heap_fork_prepare(void);

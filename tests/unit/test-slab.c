@@ -212,7 +212,7 @@ static void test_dead_heap_reclaim_notice(void)
 	/* the flag, still set, would keep this remote free from telling B
 	 * (B's own slow paths may have swept the dead heap already) */
 	mki_heap_free_remote(s, dh_blocks[0]);
-	mki_heap_collect_abandoned();
+	mki_heap_collect_abandoned(true);
 	CHECK(atomic_load(&dh_heap_b->reclaim) == s);
 	atomic_store(&dh_phase, 4);
 	CHECK(pthread_join(b, NULL) == 0);
