@@ -370,7 +370,8 @@ static bool block_is_free(struct mki_slab *s, const void *p)
  * malloc clears it: live data holds it only if the block was freed. The
  * lists are walked for the message alone; a block on another thread's
  * foreign list cannot be looked for, and a free must not go on either way. */
-static MKI_COLD __attribute__((unused)) void double_free_abort(struct mki_slab *s, void *p)
+static MKI_COLD MKI_NOIPA __attribute__((unused)) void double_free_abort(struct mki_slab *s,
+									 void *p)
 {
 	if (block_is_free(s, p))
 		mki_fatal("double free of %p", p);
@@ -401,7 +402,7 @@ static MKI_COLD void bad_pointer(const char *what, const void *p, struct mki_pag
 	mki_fatal("%s of invalid pointer %p", what, p);
 }
 
-static MKI_COLD void bad_slab_pointer(const char *what, struct mki_slab *s, const void *p)
+static MKI_COLD MKI_NOIPA void bad_slab_pointer(const char *what, struct mki_slab *s, const void *p)
 {
 	if ((uintptr_t)p & (MKI_ALIGN - 1))
 		mki_fatal("%s of invalid pointer %p (misaligned: no block starts there)", what, p);
@@ -439,10 +440,15 @@ static inline __attribute__((always_inline)) void slab_free(struct mki_slab *s, 
 	struct mki_block *b = p;
 	uintptr_t tag = mki_free_tag(b); /* once: the stores below could alias the key */
 #ifndef MKI_NO_FREE_CHECKS		 /* a build for `make bench` only, to price the checks */
-	if (mki_unlikely(!mki_slab_is_slot_start(s, p) || !mki_slab_contains(s, p)))
+	/* (returns after the aborts: reached by a jump, they need no frame here) */
+	if (mki_unlikely(!mki_slab_is_slot_start(s, p) || !mki_slab_contains(s, p))) {
 		bad_slab_pointer("free", s, p);
-	if (mki_unlikely(b->tag == tag))
+		return;
+	}
+	if (mki_unlikely(b->tag == tag)) {
 		double_free_abort(s, p);
+		return;
+	}
 #endif
 #ifdef MKI_SECURE
 	canary_check(s, p);
@@ -484,6 +490,8 @@ static MKI_NOINLINE void free_not_slab(struct mki_chunk *c, struct mki_page *pg,
 
 static MKI_NOINLINE void free_large(void *p)
 {
+	if (!p)
+		return;
 	int saved = errno; /* free never changes errno */
 	if (!mki_large_free(p)) {
 		if (mki_large_was_freed(p))
@@ -516,10 +524,10 @@ static MKI_NOINLINE void free_tracked(void *p)
 	free_block(p);
 }
 
+/* free(NULL) takes the path of a pointer outside every chunk (free_large):
+ * no chunk starts at address 0, and the common case tests one thing less. */
 void mki_free(void *p)
 {
-	if (mki_unlikely(!p))
-		return;
 	if (mki_unlikely(mki_leak_active)) {
 		free_tracked(p);
 		return;

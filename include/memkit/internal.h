@@ -39,6 +39,14 @@
 #define mki_unlikely(x) __builtin_expect(!!(x), 0)
 #define MKI_NOINLINE	__attribute__((noinline))
 #define MKI_COLD	__attribute__((cold, noinline))
+/* Not analysed across calls: an abort path that GCC would otherwise find
+ * never returns, and call with a stack frame, can be jumped to instead.
+ * (clang has no such attribute, and makes no such deduction.) */
+#if defined(__clang__)
+#define MKI_NOIPA __attribute__((noinline))
+#else
+#define MKI_NOIPA __attribute__((noipa))
+#endif
 
 static inline size_t mki_align_up(size_t x, size_t a)
 {
