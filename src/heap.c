@@ -332,10 +332,7 @@ static void drain_dead_heaps(bool force)
 	/* unless forced, at most every DEAD_DRAIN_MS: the walk visits every
 	 * heap, and the race it repairs is rare */
 	static _Atomic uint64_t last_ms;
-	uint64_t now = mki_clock_ms(), last = atomic_load_explicit(&last_ms, memory_order_relaxed);
-	if (!force && (now - last < DEAD_DRAIN_MS ||
-		       !atomic_compare_exchange_strong_explicit(
-			   &last_ms, &last, now, memory_order_relaxed, memory_order_relaxed)))
+	if (!force && !mki_clock_due(&last_ms, DEAD_DRAIN_MS))
 		return;
 	mki_lock(&heaps_lock);
 	for (struct mki_heap *h = all_heaps; h; h = h->next_heap) {

@@ -239,10 +239,10 @@ static void purge_idle_locked(uint64_t now)
 {
 	for (size_t i = 0; i < nr_cached; i++) {
 		struct cached_map *m = &cache[i];
-		char *end = (char *)m->addr + m->size;
-		char *from = m->hot_end > (char *)m->addr ? m->hot_end : (char *)m->addr;
 		if (now - m->window_ms < MKI_LARGE_PURGE_MS)
 			continue;
+		char *end = (char *)m->addr + m->size;
+		char *from = m->hot_end > (char *)m->addr ? m->hot_end : (char *)m->addr;
 		if (from < m->clean_from && !mki_os_purge(from, (size_t)(end - from)))
 			m->clean_from = from;
 		m->window_ms = now;

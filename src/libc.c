@@ -313,6 +313,14 @@ uint64_t mki_clock_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+bool mki_clock_due(_Atomic uint64_t *last, uint64_t period_ms)
+{
+	uint64_t now = mki_clock_ms(), then = atomic_load_explicit(last, memory_order_relaxed);
+	return now - then >= period_ms &&
+	       atomic_compare_exchange_strong_explicit(last, &then, now, memory_order_relaxed,
+						       memory_order_relaxed);
+}
+
 /* ------------------------------------------------------------ lock
  * Drepper's "futexes are tricky" mutex 2, with the holder's thread id as the
  * locked value: 0 free, tid held, tid|WAITERS held with sleepers. Taking the

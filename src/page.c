@@ -567,14 +567,8 @@ static void purge_excess(void)
 /* Called from slow paths: one relaxed load and a compare in the common case. */
 void mki_page_maybe_purge(void)
 {
-	uint64_t now = mki_clock_ms();
-	uint64_t last = atomic_load_explicit(&last_purge_ms, memory_order_relaxed);
-	uint64_t period = mki_opt.decay_ms / 4;
-	if (now - last < period)
-		return;
-	if (!atomic_compare_exchange_strong_explicit(&last_purge_ms, &last, now,
-						     memory_order_relaxed, memory_order_relaxed))
-		return; /* another thread does it */
+	if (!mki_clock_due(&last_purge_ms, mki_opt.decay_ms / 4))
+		return; /* not yet, or another thread does it */
 	mki_page_purge(false);
 	mki_large_purge(false);
 }

@@ -189,13 +189,9 @@ struct mki_slab *mki_slab_reuse(unsigned cls, struct mki_heap *owner)
 
 void mki_slab_expire_empty(bool force)
 {
-	uint64_t now = mki_clock_ms();
-	uint64_t last = atomic_load_explicit(&last_expire_ms, memory_order_relaxed);
-	if (!force &&
-	    (now - last < mki_opt.decay_ms / 8 ||
-	     !atomic_compare_exchange_strong_explicit(&last_expire_ms, &last, now,
-						      memory_order_relaxed, memory_order_relaxed)))
+	if (!force && !mki_clock_due(&last_expire_ms, mki_opt.decay_ms / 8))
 		return;
+	uint64_t now = mki_clock_ms();
 	struct mki_slab *old = NULL;
 	mki_lock(&desc_lock);
 	for (unsigned cls = 0; cls < mki_class_count; cls++) {

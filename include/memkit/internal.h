@@ -71,6 +71,9 @@ __attribute__((noreturn, format(printf, 1, 2))) void mki_fatal(const char *fmt, 
 /* environ lookup that works before the C runtime has set up anything */
 const char *mki_getenv(const char *name);
 uint64_t mki_clock_ms(void);
+/* true for the one caller that finds `period_ms` gone since *last and moves
+ * it to now: periodic work done by whichever thread comes first */
+bool mki_clock_due(_Atomic uint64_t *last, uint64_t period_ms);
 /* A spin-then-sleep lock that never allocates. It knows its holder, so that
  * fork() from a signal handler that interrupted this thread inside the
  * allocator does not wait forever for a lock the thread itself holds. */
