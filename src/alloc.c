@@ -113,15 +113,32 @@ static MKI_NOINLINE void give_back_idle(void)
 	mki_slab_expire_empty(false);
 }
 
+/* The block this thread freed last of the class (heap.c's recent lists),
+ * likely still in this core's cache; else one of the current slab's; NULL
+ * when both are out. */
+static inline struct mki_block *take_block(struct mki_heap *h, unsigned cls)
+{
+	struct mki_block *b = h->recent[cls];
+	if (b != NULL) {
+		h->recent[cls] = mki_block_next(b);
+		h->recent_room[cls]++;
+	} else {
+		struct mki_slab *s = h->direct[cls];
+		b = s->free;
+		if (mki_unlikely(b == NULL))
+			return NULL;
+		s->free = mki_block_next(b);
+		s->used++;
+	}
+	b->tag = 0;
+	return b;
+}
+
 static inline void *slab_pop(struct mki_heap *h, unsigned cls)
 {
-	struct mki_slab *s = h->direct[cls];
-	struct mki_block *b = s->free;
+	struct mki_block *b = take_block(h, cls);
 	if (mki_unlikely(!b))
 		return mki_heap_alloc_slow(h, cls);
-	s->free = mki_block_next(b);
-	s->used++;
-	b->tag = 0;
 	if (mki_unlikely(!(++h->allocs[cls] & 255)))
 		give_back_idle();
 	return b;
@@ -319,21 +336,13 @@ void *mki_malloc(size_t size)
 								 : mki_class_of_big(size);
 		struct mki_heap *h = mki_tls_heap;
 		if (mki_likely(h != NULL)) {
-			struct mki_slab *s = h->direct[cls];
-			struct mki_block *b = s->free;
+			struct mki_block *b = take_block(h, cls);
 			if (mki_likely(b != NULL)) {
-				s->free = mki_block_next(b);
-				s->used++;
-				b->tag = 0;
 				/* as slab_pop: now and then, see whether memory waits to go back */
 				if (mki_unlikely(!(++h->allocs[cls] & 255)))
 					return purge_then(b);
 				return b;
 			}
-			/* the slab ran dry: other heaps' blocks this thread freed come
-			 * first (heap.c's foreign lists), without the slow path's calls */
-			if (h->foreign[cls] != NULL)
-				return mki_heap_foreign_pop(h, cls);
 		}
 	}
 #endif
@@ -363,13 +372,13 @@ void *mki_aligned(size_t align, size_t size)
 
 static bool block_is_free(struct mki_slab *s, const void *p)
 {
-	return mki_slab_holds_free(s, p) || mki_heap_foreign_holds(mki_tls_heap, s->cls, p);
+	return mki_slab_holds_free(s, p) || mki_heap_recent_holds(mki_tls_heap, s->cls, p);
 }
 
 /* The tag is keyed by a per-process secret and the block's own address, and
  * malloc clears it: live data holds it only if the block was freed. The
  * lists are walked for the message alone; a block on another thread's
- * foreign list cannot be looked for, and a free must not go on either way. */
+ * recent list cannot be looked for, and a free must not go on either way. */
 static MKI_COLD MKI_NOIPA __attribute__((unused)) void double_free_abort(struct mki_slab *s,
 									 void *p)
 {
@@ -378,18 +387,16 @@ static MKI_COLD MKI_NOIPA __attribute__((unused)) void double_free_abort(struct 
 	mki_fatal("double free of %p (freed by another thread, not yet reused)", p);
 }
 
-/* Another heap's block: kept on this thread's foreign list for its next
- * malloc of the class (heap.c). */
-static inline void foreign_push(struct mki_heap *h, struct mki_slab *s, struct mki_block *b,
-				uintptr_t tag)
+/* A freed block, kept on this thread's recent list for its next malloc of
+ * the class (heap.c). */
+static inline void recent_push(struct mki_heap *h, unsigned cls, struct mki_block *b, uintptr_t tag)
 {
-	unsigned cls = s->cls;
 	b->tag = tag;
-	mki_block_set_next(b, h->foreign[cls]);
-	h->foreign[cls] = b;
+	mki_block_set_next(b, h->recent[cls]);
+	h->recent[cls] = b;
 	h->frees[cls]++;
-	if (mki_unlikely(++h->nforeign[cls] > mki_class_foreign_max[cls]))
-		mki_heap_flush_foreign(h, cls, mki_class_foreign_max[cls] / 2);
+	if (mki_unlikely(--h->recent_room[cls] < 0))
+		mki_heap_recent_turn(h, cls);
 }
 
 static MKI_COLD void bad_pointer(const char *what, const void *p, struct mki_page *pg)
@@ -425,7 +432,7 @@ static MKI_NOINLINE void free_other(struct mki_heap *h, struct mki_heap *owner, 
 	 * and return to the buddy system, instead of being pinned by a thread
 	 * that may never allocate from this class again */
 	if (mki_likely(h != NULL && owner != &mki_heap_none)) {
-		foreign_push(h, s, b, tag);
+		recent_push(h, s->cls, b, tag);
 		return;
 	}
 	if (h)
@@ -466,6 +473,51 @@ static inline __attribute__((always_inline)) void slab_free(struct mki_slab *s, 
 	}
 	free_other(h, owner, s, b, tag);
 }
+
+#ifndef MKI_SECURE
+/* The pointer failed free_to_recent's checks: which one, told from the
+ * slab's descriptor (looked up again, so that the fast path need not keep
+ * it at hand). */
+static MKI_COLD MKI_NOIPA void bad_recent_free(void *p)
+{
+	struct mki_slab *s = mki_page_desc(mki_chunk_of(p), p)->slab;
+	if (!mki_slab_is_slot_start(s, p) || !mki_slab_contains(s, p))
+		bad_slab_pointer("free", s, p);
+	double_free_abort(s, p);
+}
+
+/* A block of a slab that a thread's heap owns, as its page says: onto this
+ * thread's recent list, checked against its class's slot geometry, without
+ * a load of the slab's descriptor (nor of its owner: the list takes any
+ * heap's blocks). The secure build checks its canaries on the descriptor's
+ * path instead. */
+static inline __attribute__((always_inline)) void free_to_recent(struct mki_heap *h, unsigned cls,
+								 void *p)
+{
+	struct mki_block *b = p;
+	uintptr_t tag = mki_free_tag(b);
+#ifndef MKI_NO_FREE_CHECKS
+	const struct mki_class_geom *g = &mki_class_geom[cls];
+	uint64_t off = (uintptr_t)p & g->mask;
+	if (mki_unlikely(!mki_is_multiple(off, g->divides) || off >= g->span)) {
+		bad_recent_free(p);
+		return;
+	}
+	if (mki_unlikely(b->tag == tag)) {
+		bad_recent_free(p);
+		return;
+	}
+#endif
+	recent_push(h, cls, b, tag);
+}
+
+/* Slabs without a live owner (abandoned, kept empty, object caches'), and
+ * threads without a heap. */
+static MKI_NOINLINE void free_by_descriptor(struct mki_slab *s, void *p)
+{
+	slab_free(s, p);
+}
+#endif
 
 static bool is_run_head(struct mki_chunk *c, struct mki_page *pg, const void *p)
 {
@@ -515,7 +567,17 @@ static inline __attribute__((always_inline)) void free_block(void *p)
 		free_not_slab(c, pg, p);
 		return;
 	}
+#ifdef MKI_SECURE
 	slab_free(pg->slab, p);
+#else
+	unsigned cls = atomic_load_explicit(&pg->cls, memory_order_relaxed);
+	struct mki_heap *h = mki_tls_heap;
+	if (mki_likely(cls != MKI_CLS_NONE && h != NULL)) {
+		free_to_recent(h, cls, p);
+		return;
+	}
+	free_by_descriptor(pg->slab, p);
+#endif
 }
 
 static MKI_NOINLINE void free_tracked(void *p)

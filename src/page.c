@@ -240,9 +240,11 @@ static void mark_allocated(struct mki_chunk *c, size_t i, size_t npages, enum mk
 	pg->npages = (uint32_t)npages;
 	pg->head = (uint32_t)i;
 	pg->slab = NULL;
+	atomic_store_explicit(&pg->cls, MKI_CLS_NONE, memory_order_relaxed);
 	for (size_t j = 1; j < npages; j++) {
 		pg[j].kind = (uint8_t)kind;
 		pg[j].flags = 0;
+		atomic_store_explicit(&pg[j].cls, MKI_CLS_NONE, memory_order_relaxed);
 		pg[j].head = (uint32_t)i;
 		pg[j].slab = NULL;
 	}
@@ -342,6 +344,7 @@ static void clear_descs(struct mki_page *pg, size_t npages)
 	for (size_t j = 0; j < npages; j++) {
 		pg[j].kind = MKI_PAGE_NONE;
 		pg[j].flags = 0;
+		atomic_store_explicit(&pg[j].cls, MKI_CLS_NONE, memory_order_relaxed);
 		pg[j].slab = NULL;
 	}
 }

@@ -9,9 +9,11 @@
  * and page caches ask for (sqlite3's pages are 4104 and 4368 bytes, 17 %
  * of a 5120-byte slot wasted; 5 % in 4608). Each class
  * has a slab order: the smallest buddy block of at least 64 KiB that holds
- * at least 8 blocks, so a slab's tail waste stays under 1/8. Each class
- * also has a bound on the other threads' blocks a heap may keep to reuse
- * (heap.c's foreign lists): 64 KiB worth, at least 4 and at most 256.
+ * at least 8 blocks, so a slab's tail waste stays under 1/8, and the
+ * geometry of such a slab's slots (mki_class_geom) that free() checks
+ * pointers against. Each class also has a bound on the freed blocks a heap
+ * keeps to reuse (each half of heap.c's recent lists): 32 KiB worth, at
+ * least 2 and at most 128.
  *
  * May call: nothing.
  */
@@ -21,16 +23,17 @@ uint8_t mki_class_of_small[MKI_SMALL_MAX / MKI_ALIGN + 1];
 uint8_t mki_class_of_mid[(MKI_SLAB_MAX - MKI_SMALL_MAX) >> MKI_MID_STEP_SHIFT];
 uint32_t mki_class_size[MKI_CLASSES_MAX];
 uint8_t mki_class_order[MKI_CLASSES_MAX];
-uint32_t mki_class_foreign_max[MKI_CLASSES_MAX];
+uint32_t mki_class_recent_max[MKI_CLASSES_MAX];
+struct mki_class_geom mki_class_geom[MKI_CLASSES_MAX];
 unsigned mki_class_count;
 
 #define LINEAR_CLASSES	    8u	  /* 16 .. 128 */
 #define HEADER_CLASSES_FROM 1024u /* power of two + 1/8 classes from here */
 #define MIN_SLAB_ORDER	    4	  /* 64 KiB */
 #define MIN_SLAB_OBJECTS    8
-#define FOREIGN_BYTES	    (64u << 10)
-#define FOREIGN_MIN	    4u
-#define FOREIGN_MAX	    256u
+#define RECENT_BYTES	    (32u << 10)
+#define RECENT_MIN	    2u
+#define RECENT_MAX	    128u
 
 static unsigned slab_order_for(size_t size)
 {
@@ -42,12 +45,19 @@ static unsigned slab_order_for(size_t size)
 
 static void add_class(size_t size)
 {
+	unsigned order = slab_order_for(size);
+	size_t bytes = (size_t)1 << (order + MKI_PAGE_SHIFT);
 	mki_class_size[mki_class_count] = (uint32_t)size;
-	mki_class_order[mki_class_count] = (uint8_t)slab_order_for(size);
-	uint32_t n = FOREIGN_BYTES / (uint32_t)size;
-	mki_class_foreign_max[mki_class_count] = n < FOREIGN_MIN   ? FOREIGN_MIN
-						 : n > FOREIGN_MAX ? FOREIGN_MAX
-								   : n;
+	mki_class_order[mki_class_count] = (uint8_t)order;
+	mki_class_geom[mki_class_count] = (struct mki_class_geom){
+	    .divides = UINT64_MAX / size + 1,
+	    .span = (uint32_t)(bytes / size * size),
+	    .mask = (uint32_t)(bytes - 1),
+	};
+	uint32_t n = RECENT_BYTES / (uint32_t)size;
+	mki_class_recent_max[mki_class_count] = n < RECENT_MIN	 ? RECENT_MIN
+						: n > RECENT_MAX ? RECENT_MAX
+								 : n;
 	mki_class_count++;
 }
 

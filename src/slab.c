@@ -94,12 +94,29 @@ struct mki_slab *mki_slab_new(uint32_t size, unsigned order, uint8_t cls, struct
 	s->recip = (((uint64_t)1 << 40) + size - 1) / size;
 	s->order = (uint8_t)order;
 	s->cls = cls;
-	atomic_store_explicit(&s->owner, owner, memory_order_relaxed);
 	struct mki_chunk *c = mki_chunk_of(base);
 	struct mki_page *pg = mki_page_desc(c, base);
 	for (size_t i = 0; i < ((size_t)1 << order); i++)
 		pg[i].slab = s;
+#ifndef MKI_SECURE
+	/* free() checks pointers into a malloc slab against its class's
+	 * geometry (mki_class_geom), which must be this slab's */
+	if (owner != &mki_heap_none &&
+	    (size != mki_class_size[cls] || s->span != mki_class_geom[cls].span ||
+	     bytes != (size_t)mki_class_geom[cls].mask + 1))
+		mki_fatal("internal error: slab of class %u does not have its geometry", cls);
+#endif
+	mki_slab_set_owner(s, owner);
 	return s;
+}
+
+void mki_slab_set_owner(struct mki_slab *s, struct mki_heap *owner)
+{
+	atomic_store_explicit(&s->owner, owner, memory_order_release);
+	uint8_t cls = owner != &mki_heap_none && !s->cache ? s->cls : MKI_CLS_NONE;
+	struct mki_page *pg = mki_page_desc(mki_chunk_of(s->start), s->start);
+	for (size_t i = 0; i < ((size_t)1 << s->order); i++)
+		atomic_store_explicit(&pg[i].cls, cls, memory_order_relaxed);
 }
 
 /* since: when its last block went (mki_clock_ms), for the buddy's decay */
@@ -151,7 +168,7 @@ void mki_slab_put_empty(struct mki_slab *s)
 		if (atomic_load_explicit(&nempty[s->cls], memory_order_relaxed) < EMPTY_KEEP &&
 		    empty_bytes + slab_bytes(s) <= EMPTY_KEEP_BYTES) {
 			empty_bytes += slab_bytes(s);
-			atomic_store_explicit(&s->owner, &mki_heap_none, memory_order_release);
+			mki_slab_set_owner(s, &mki_heap_none);
 			s->state = MKI_SLAB_EMPTY;
 			s->idle_since = (uint32_t)mki_clock_ms();
 			s->prev = NULL;
@@ -183,7 +200,7 @@ struct mki_slab *mki_slab_reuse(unsigned cls, struct mki_heap *owner)
 	/* carved anew from its first slot: the pages touched before are the
 	 * ones touched again */
 	slab_reset(s);
-	atomic_store_explicit(&s->owner, owner, memory_order_release);
+	mki_slab_set_owner(s, owner);
 	return s;
 }
 

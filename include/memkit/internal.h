@@ -26,6 +26,11 @@
 #include <pthread.h>
 #include "memkit.h"
 
+/* Everything declared here is libmemkit's own: hidden, so that its globals
+ * are reached PC-relative rather than through the GOT (the exported API is
+ * marked MK_EXPORT in memkit.h). */
+#pragma GCC visibility push(hidden)
+
 #define MKI_PAGE_SHIFT	12
 #define MKI_PAGE_SIZE	((size_t)1 << MKI_PAGE_SHIFT)
 #define MKI_MAX_ORDER	10
@@ -157,11 +162,14 @@ enum mki_page_kind {
 struct mki_slab;
 struct mki_page {
 	uint8_t kind;
-	uint8_t order;	 /* FREE/BLOCK: order of the block */
-	uint16_t flags;	 /* MKI_PF_* */
-	uint32_t npages; /* RUN: pages in the run (head only) */
-	uint32_t head;	 /* RUN/BLOCK tails: index of the head page */
-	uint32_t stamp;	 /* FREE: mki_clock_ms() when it became free (low 32 bits) */
+	uint8_t order;	     /* FREE/BLOCK: order of the block */
+	uint8_t flags;	     /* MKI_PF_* */
+	_Atomic uint8_t cls; /* SLAB: the size class while a thread's heap owns the
+				slab (mki_slab_set_owner), else MKI_CLS_NONE; read
+				by any thread's free without a lock */
+	uint32_t npages;     /* RUN: pages in the run (head only) */
+	uint32_t head;	     /* RUN/BLOCK tails: index of the head page */
+	uint32_t stamp;	     /* FREE: mki_clock_ms() when it became free (low 32 bits) */
 	union {
 		struct mki_slab *slab; /* SLAB: the slab's descriptor */
 		struct {
@@ -170,7 +178,8 @@ struct mki_page {
 		void *owner; /* ARENA */
 	};
 };
-#define MKI_PF_DIRTY 0x1 /* FREE: may hold resident pages (not purged) */
+#define MKI_PF_DIRTY 0x1  /* FREE: may hold resident pages (not purged) */
+#define MKI_CLS_NONE 0xFF /* a slab page free() must look up in the descriptor */
 
 struct mki_chunk {
 	char *base; /* 4 MiB aligned */
@@ -243,7 +252,24 @@ extern uint8_t mki_class_of_small[MKI_SMALL_MAX / MKI_ALIGN + 1];
 extern uint32_t mki_class_size[MKI_CLASSES_MAX];
 extern uint8_t mki_class_order[MKI_CLASSES_MAX]; /* slab order of each class */
 extern unsigned mki_class_count;
-extern uint32_t mki_class_foreign_max[MKI_CLASSES_MAX]; /* heap.c's foreign lists */
+extern uint32_t mki_class_recent_max[MKI_CLASSES_MAX]; /* a half of heap.c's recent lists */
+/* The slot geometry of a class's slabs, which free() checks a pointer
+ * against without loading the slab's descriptor: a malloc slab is a buddy
+ * block of mki_class_order[cls], so it starts at an address aligned to its
+ * size (mask + 1); its slots fill span bytes from there. */
+struct mki_class_geom {
+	uint64_t divides; /* ceil(2^64 / size): mki_is_multiple */
+	uint32_t span;
+	uint32_t mask;
+};
+/* off (< 2^32) is a multiple of the size whose `divides` this is: Lemire,
+ * Kaser and Kurz's test (off * ceil(2^64 / size) wraps to less than
+ * ceil(2^64 / size) exactly then); one multiplication, no constant. */
+static inline bool mki_is_multiple(uint64_t off, uint64_t divides)
+{
+	return off * divides < divides;
+}
+extern struct mki_class_geom mki_class_geom[MKI_CLASSES_MAX];
 void mki_sizeclass_init(void);
 static inline unsigned mki_class_of_small_size(size_t size)
 {
@@ -349,6 +375,9 @@ static inline void mki_block_set_next(struct mki_block *b, struct mki_block *nex
 
 /* a slab over a fresh buddy block; NULL + ENOMEM */
 struct mki_slab *mki_slab_new(uint32_t size, unsigned order, uint8_t cls, struct mki_heap *owner);
+/* The slab changes hands; its pages tell free() whether a thread's heap
+ * owns it now (struct mki_page's cls). */
+void mki_slab_set_owner(struct mki_slab *s, struct mki_heap *owner);
 void mki_slab_delete(struct mki_slab *s);
 /* a malloc slab that emptied: kept for the next slab of its class, or deleted */
 void mki_slab_put_empty(struct mki_slab *s);
@@ -404,11 +433,15 @@ struct mki_heap {
 	struct mki_slab *direct[MKI_CLASSES_MAX]; /* fast path: current slab of each class */
 	struct mki_bin bins[MKI_CLASSES_MAX];
 	struct mki_slab *_Atomic reclaim; /* full slabs that got remote frees */
-	/* blocks of other heaps' slabs freed by this thread, reused by its next
-	 * mallocs of the class before they go back (bounded, in batches) */
-	struct mki_block *foreign[MKI_CLASSES_MAX];
-	uint32_t nforeign[MKI_CLASSES_MAX];
-	struct mki_heap *next_heap; /* all heaps, for stats */
+	/* blocks this thread freed, of any heap's slabs, reused by its next
+	 * mallocs of the class before they go back to their slabs; in two
+	 * halves: frees go to the newer and mallocs come from it, most recent
+	 * first; when it is full, the older half goes back to the slabs and the
+	 * newer becomes the older (heap.c) */
+	struct mki_block *recent[MKI_CLASSES_MAX];
+	struct mki_block *older[MKI_CLASSES_MAX];
+	int32_t recent_room[MKI_CLASSES_MAX]; /* blocks the newer half takes yet */
+	struct mki_heap *next_heap;	      /* all heaps, for stats */
 	uint64_t allocs[MKI_CLASSES_MAX], frees[MKI_CLASSES_MAX];
 	uint64_t slow_calls;
 	pid_t tid;
@@ -422,19 +455,9 @@ extern struct mki_heap mki_heap_none; /* owner of abandoned slabs: never a threa
 void mki_heap_free_remote(struct mki_slab *s, void *p);
 /* a free by a thread that has no heap (it never allocated): counted apart */
 void mki_heap_count_heapless_free(unsigned cls);
-/* hands the foreign list of cls back to the slabs, but its `keep` newest */
-void mki_heap_flush_foreign(struct mki_heap *h, unsigned cls, uint32_t keep);
-/* the most recent block of the thread's foreign list of cls (not empty) */
-static inline void *mki_heap_foreign_pop(struct mki_heap *h, unsigned cls)
-{
-	struct mki_block *b = h->foreign[cls];
-	h->foreign[cls] = mki_block_next(b);
-	h->nforeign[cls]--;
-	b->tag = 0;
-	h->allocs[cls]++;
-	return b;
-}
-bool mki_heap_foreign_holds(const struct mki_heap *h, unsigned cls, const void *p);
+/* the newer half of cls's recent blocks is full: the older goes back */
+void mki_heap_recent_turn(struct mki_heap *h, unsigned cls);
+bool mki_heap_recent_holds(const struct mki_heap *h, unsigned cls, const void *p);
 struct mki_heap *mki_heap_get_slow(void);
 void *mki_heap_alloc_slow(struct mki_heap *h, unsigned cls);
 void mki_heap_free_slow(struct mki_heap *h, struct mki_slab *s);
@@ -502,5 +525,7 @@ size_t mki_leak_requested_bytes(void);
 
 /* ------------------------------------------------------------ stats.c */
 void mki_stats_at_exit(void);
+
+#pragma GCC visibility pop
 
 #endif /* MEMKIT_INTERNAL_H */

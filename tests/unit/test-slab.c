@@ -108,6 +108,95 @@ static struct mki_slab *slab_holding(const void *p)
 	return c ? mki_page_desc(c, p)->slab : NULL;
 }
 
+static unsigned page_class(const void *p)
+{
+	return atomic_load(&mki_page_desc(mki_chunk_of(p), p)->cls);
+}
+
+/* free() checks a pointer against its class's geometry instead of the
+ * slab's descriptor: both must say the same of every offset. */
+static void test_class_geometry(void)
+{
+	for (unsigned c = 0; c < mki_class_count; c++) {
+		const struct mki_class_geom *g = &mki_class_geom[c];
+		uint32_t size = mki_class_size[c];
+		size_t slab = (size_t)4096 << mki_class_order[c];
+		CHECK(g->mask + (size_t)1 == slab && g->span == slab / size * size);
+		int wrong = 0;
+		for (uint64_t off = 0; off <= g->mask; off += 8)
+			wrong += mki_is_multiple(off, g->divides) != (off % size == 0);
+		CHECK(wrong == 0);
+	}
+	void *p = mk_malloc(100);
+	struct mki_slab *s = slab_holding(p);
+	CHECK(s && page_class(p) == s->cls && page_class(s->start) == s->cls);
+	CHECK(((uintptr_t)s->start & mki_class_geom[s->cls].mask) == 0);
+	mk_free(p);
+}
+
+static size_t list_length(const struct mki_block *b)
+{
+	size_t n = 0;
+	for (; b; b = mki_block_next(b))
+		n++;
+	return n;
+}
+
+static void *free_then_malloc(void *p)
+{
+	void *own = mk_malloc(64); /* the thread's heap exists from here */
+	mk_free(p);
+	void *q = mk_malloc(64); /* the block just freed, though main's */
+	mk_free(own);
+	return q;
+}
+
+static void *keep_one(void *arg)
+{
+	(void)arg;
+	return mk_malloc(64);
+}
+
+/* Freed blocks wait on the freeing thread's recent lists, whichever heap's
+ * they are, and come back first; two halves at most, the rest goes back to
+ * the slabs. A dead thread's slab has no class in its pages, so frees into
+ * it go straight back instead. */
+static void test_recent_lists(void)
+{
+	void *p = mk_malloc(64);
+	mk_free(p);
+	CHECK(mk_malloc(64) == p);
+
+	pthread_t t;
+	void *got = NULL;
+	CHECK(pthread_create(&t, NULL, free_then_malloc, p) == 0);
+	CHECK(pthread_join(t, &got) == 0);
+	CHECK(got == p);
+	mk_free(got);
+
+	struct mki_heap *h = mki_tls_heap;
+	unsigned cls = mki_class_of(64);
+	uint32_t half = mki_class_recent_max[cls];
+	enum { N = 3000 };
+	static void *blk[N];
+	for (int i = 0; i < N; i++)
+		blk[i] = mk_malloc(64);
+	for (int i = 0; i < N; i++)
+		mk_free(blk[i]);
+	CHECK(h && list_length(h->recent[cls]) <= half);
+	CHECK(list_length(h->older[cls]) <= half + 1);
+	CHECK(mki_heap_recent_holds(h, cls, blk[N - 1]) && !mki_heap_recent_holds(h, cls, blk[0]));
+	mk_malloc_trim(0);
+	CHECK(h->recent[cls] == NULL && h->older[cls] == NULL);
+
+	void *orphan = NULL;
+	CHECK(pthread_create(&t, NULL, keep_one, NULL) == 0);
+	CHECK(pthread_join(t, &orphan) == 0);
+	CHECK(orphan && page_class(orphan) == MKI_CLS_NONE);
+	mk_free(orphan);
+	CHECK(!mki_heap_recent_holds(h, cls, orphan));
+}
+
 /* A full-slab notice that went stale (the owner freed into the slab, used it
  * up and marked it full again before draining its reclaim stack) must leave
  * the slab on the full list: put back on the partial list with no free slot
@@ -226,6 +315,8 @@ int main(void)
 	test_cache_lists();
 	test_cache_bad_args();
 	test_size_classes();
+	test_class_geometry();
+	test_recent_lists();
 	test_stale_reclaim_notice();
 	test_dead_heap_reclaim_notice();
 	return check_done("test-slab");
