@@ -478,7 +478,7 @@ static inline __attribute__((always_inline)) void slab_free(struct mki_slab *s, 
 /* The pointer failed free_to_recent's checks: which one, told from the
  * slab's descriptor (looked up again, so that the fast path need not keep
  * it at hand). */
-static MKI_COLD MKI_NOIPA void bad_recent_free(void *p)
+static MKI_COLD MKI_NOIPA __attribute__((unused)) void bad_recent_free(void *p)
 {
 	struct mki_slab *s = mki_page_desc(mki_chunk_of(p), p)->slab;
 	if (!mki_slab_is_slot_start(s, p) || !mki_slab_contains(s, p))
