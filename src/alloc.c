@@ -119,17 +119,18 @@ static MKI_NOINLINE void give_back_idle(void)
 static inline struct mki_block *take_block(struct mki_heap *h, unsigned cls)
 {
 	struct mki_block *b = h->recent[cls];
-	if (b != NULL) {
+	if (mki_unlikely(b != NULL)) { /* (laid out apart: single threads have none) */
 		h->recent[cls] = mki_block_next(b);
 		h->recent_room[cls]++;
-	} else {
-		struct mki_slab *s = h->direct[cls];
-		b = s->free;
-		if (mki_unlikely(b == NULL))
-			return NULL;
-		s->free = mki_block_next(b);
-		s->used++;
+		b->tag = 0;
+		return b;
 	}
+	struct mki_slab *s = h->direct[cls];
+	b = s->free;
+	if (mki_unlikely(b == NULL))
+		return NULL;
+	s->free = mki_block_next(b);
+	s->used++;
 	b->tag = 0;
 	return b;
 }
@@ -442,33 +443,52 @@ static MKI_NOINLINE void free_other(struct mki_heap *h, struct mki_heap *owner, 
 	mki_heap_free_remote(s, b);
 }
 
+/* free's checks of p against its slab's descriptor; false when p failed
+ * them (the abort paths are reached by a jump: they need no frame here) */
+static inline __attribute__((always_inline)) bool
+slab_checks_pass(struct mki_slab *s, struct mki_block *b, uintptr_t tag)
+{
+#ifndef MKI_NO_FREE_CHECKS /* a build for `make bench` only, to price the checks */
+	if (mki_unlikely(!mki_slab_is_slot_start(s, b) || !mki_slab_contains(s, b))) {
+		bad_slab_pointer("free", s, b);
+		return false;
+	}
+	if (mki_unlikely(b->tag == tag)) {
+		double_free_abort(s, b);
+		return false;
+	}
+#else
+	(void)s, (void)b, (void)tag;
+#endif
+#ifdef MKI_SECURE
+	canary_check(s, b);
+#endif
+	return true;
+}
+
+/* A block of one of h's own slabs (of class cls): onto the slab's free list. */
+static inline __attribute__((always_inline)) void
+own_free(struct mki_heap *h, struct mki_slab *s, unsigned cls, struct mki_block *b, uintptr_t tag)
+{
+	mki_block_set_next(b, s->free);
+	b->tag = tag;
+	s->free = b;
+	h->frees[cls]++;
+	if (mki_unlikely(--s->used == 0 || s->state == MKI_SLAB_FULL))
+		mki_heap_free_slow(h, s);
+}
+
+/* Any slab's block, its owner read from the descriptor. */
 static inline __attribute__((always_inline)) void slab_free(struct mki_slab *s, void *p)
 {
 	struct mki_block *b = p;
 	uintptr_t tag = mki_free_tag(b); /* once: the stores below could alias the key */
-#ifndef MKI_NO_FREE_CHECKS		 /* a build for `make bench` only, to price the checks */
-	/* (returns after the aborts: reached by a jump, they need no frame here) */
-	if (mki_unlikely(!mki_slab_is_slot_start(s, p) || !mki_slab_contains(s, p))) {
-		bad_slab_pointer("free", s, p);
+	if (!slab_checks_pass(s, b, tag))
 		return;
-	}
-	if (mki_unlikely(b->tag == tag)) {
-		double_free_abort(s, p);
-		return;
-	}
-#endif
-#ifdef MKI_SECURE
-	canary_check(s, p);
-#endif
 	struct mki_heap *h = mki_tls_heap;
 	struct mki_heap *owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
 	if (mki_likely(owner == h)) {
-		mki_block_set_next(b, s->free);
-		b->tag = tag;
-		s->free = b;
-		h->frees[s->cls]++;
-		if (mki_unlikely(--s->used == 0 || s->state == MKI_SLAB_FULL))
-			mki_heap_free_slow(h, s);
+		own_free(h, s, s->cls, b, tag);
 		return;
 	}
 	free_other(h, owner, s, b, tag);
@@ -486,11 +506,28 @@ static MKI_COLD MKI_NOIPA __attribute__((unused)) void bad_recent_free(void *p)
 	double_free_abort(s, p);
 }
 
-/* A block of a slab that a thread's heap owns, as its page says: onto this
+/* A block of this thread's own slab, as its page says (only the thread
+ * itself makes a slab its own or gives it up). */
+static inline __attribute__((always_inline)) void free_own(struct mki_heap *h, struct mki_slab *s,
+							   unsigned cls, void *p)
+{
+	struct mki_block *b = p;
+	uintptr_t tag = mki_free_tag(b);
+	if (slab_checks_pass(s, b, tag))
+		own_free(h, s, cls, b, tag);
+}
+
+/* Slabs that no live heap owns (abandoned, kept empty, object caches'), and
+ * threads without a heap. */
+static MKI_NOINLINE void free_by_descriptor(struct mki_slab *s, void *p)
+{
+	slab_free(s, p);
+}
+
+/* A block of another live thread's slab, as its page says: onto this
  * thread's recent list, checked against its class's slot geometry, without
- * a load of the slab's descriptor (nor of its owner: the list takes any
- * heap's blocks). The secure build checks its canaries on the descriptor's
- * path instead. */
+ * a load of the slab's descriptor, which its owner writes all the time.
+ * The secure build checks its canaries on the descriptor's path instead. */
 static inline __attribute__((always_inline)) void free_to_recent(struct mki_heap *h, unsigned cls,
 								 void *p)
 {
@@ -509,13 +546,6 @@ static inline __attribute__((always_inline)) void free_to_recent(struct mki_heap
 	}
 #endif
 	recent_push(h, cls, b, tag);
-}
-
-/* Slabs without a live owner (abandoned, kept empty, object caches'), and
- * threads without a heap. */
-static MKI_NOINLINE void free_by_descriptor(struct mki_slab *s, void *p)
-{
-	slab_free(s, p);
 }
 #endif
 
@@ -567,16 +597,27 @@ static inline __attribute__((always_inline)) void free_block(void *p)
 		free_not_slab(c, pg, p);
 		return;
 	}
-#ifdef MKI_SECURE
-	slab_free(pg->slab, p);
-#else
-	unsigned cls = atomic_load_explicit(&pg->cls, memory_order_relaxed);
+#ifndef MKI_SECURE
+	/* the page names the heap that owns the slab (mki_heap_none when no
+	 * live one does) and its class. A thread's own block goes back to its
+	 * slab, unless other heaps' blocks of the class are flowing in (the
+	 * recent list is not empty): then it joins them, and no descriptor is
+	 * touched (in the server pattern the descriptors' lines are what free
+	 * costs); a thread alone keeps its slabs packed. */
 	struct mki_heap *h = mki_tls_heap;
+	struct mki_heap *owner = atomic_load_explicit(&pg->heap, memory_order_relaxed);
+	unsigned cls = atomic_load_explicit(&pg->cls, memory_order_relaxed);
+	if (mki_likely(owner == h && h->recent[cls] == NULL)) {
+		free_own(h, pg->slab, cls, p);
+		return;
+	}
 	if (mki_likely(cls != MKI_CLS_NONE && h != NULL)) {
 		free_to_recent(h, cls, p);
 		return;
 	}
 	free_by_descriptor(pg->slab, p);
+#else
+	slab_free(pg->slab, p);
 #endif
 }
 

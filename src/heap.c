@@ -5,24 +5,27 @@
  * full slabs. The fast paths (alloc.c) touch only the thread's own heap and
  * slab: no lock, no atomic read-modify-write. This file is the slow path.
  *
- * A thread keeps the blocks it frees on its own recent list of the class,
- * whichever heap's slab they belong to, and its next malloc of the class
- * takes the most recent one: a block that was just written, still in this
- * core's cache, and a free that neither loads the slab's descriptor nor
- * needs an atomic operation (tcmalloc's thread caches work so; the slab is
- * found from the page's class, struct mki_page's cls). In the server
- * pattern, where threads free each other's blocks all the time, that halved
- * the time spent outside the program's own code. A block on a recent list
- * still counts as used in its slab. The list is bounded per class
- * (mki_class_recent_max); past the bound its older half goes back to the
- * slabs in runs of blocks of one slab: this heap's straight onto the slab's
- * free list, another heap's with one CAS; all of it when the thread exits
- * or trims. Slabs with no live owner (abandoned, kept empty) have no class
- * in their pages, and frees into them take the descriptor's path: a dead
- * thread's blocks go straight back, so that its slabs can empty.
+ * A thread keeps the blocks of other live heaps that it frees on its own
+ * recent list of the class, and its next malloc of the class takes the most
+ * recent one before its current slab's: a block just written, still in
+ * this core's cache, and a free that neither loads the slab's descriptor
+ * (which its owner writes all the time) nor needs an atomic operation
+ * (tcmalloc's thread caches work so). The page tells the class and the
+ * owning heap (struct mki_page's cls and heap). While other heaps' blocks
+ * of a class flow in (its list is not empty), the thread's own blocks join
+ * them too, so that no free touches a descriptor; a thread alone frees
+ * straight into its slabs, which keeps them packed. A block on a recent list
+ * still counts as used in its slab. Each class's list has two halves, each
+ * bounded (mki_class_recent_max): when the newer is full, the older goes
+ * back to the slabs in runs of blocks of one slab, one CAS a run (straight
+ * onto the free list when the slab has become this heap's meanwhile), and
+ * the newer becomes the older; all of it when the thread exits or trims.
+ * Slabs with no live owner (abandoned, kept empty) have no class in their
+ * pages, and frees into them take the descriptor's path: a dead thread's
+ * blocks go straight back, so that its slabs can empty.
  *
- * Another heap's blocks go back to the slab's thread_free stack (one CAS,
- * no lock). The owner moves them to its free list when it runs dry. A full
+ * Blocks go back to the slab's thread_free stack (one CAS, no lock). The
+ * owner moves them to its free list when it runs dry. A full
  * slab is off the partial list, so its owner would never look at it again:
  * the owner marks it MKI_TF_FULL, and the first remote free that finds the
  * mark pushes the slab on the owner's reclaim stack (at most once, guarded

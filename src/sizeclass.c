@@ -11,11 +11,9 @@
  * has a slab order: the smallest buddy block of at least 64 KiB that holds
  * at least 8 blocks, so a slab's tail waste stays under 1/8, and the
  * geometry of such a slab's slots (mki_class_geom) that free() checks
- * pointers against. Each class also has a bound on the freed blocks a heap
- * keeps to reuse (each half of heap.c's recent lists): 32 KiB worth, at
- * least 2 and at most 16. Each such block may keep a slab of 64 KiB from
- * emptying: with at most 128, sqlite3's 48-byte class held 60 slabs for
- * 2 live blocks at exit (peak RSS 55 -> 65 MiB); with 16, 2 slabs.
+ * pointers against. Each class also has a bound on the other heaps' freed
+ * blocks a heap keeps to reuse (each half of heap.c's recent lists): 32 KiB
+ * worth, at least 2 and at most 128.
  *
  * May call: nothing.
  */
@@ -35,7 +33,7 @@ unsigned mki_class_count;
 #define MIN_SLAB_OBJECTS    8
 #define RECENT_BYTES	    (32u << 10)
 #define RECENT_MIN	    2u
-#define RECENT_MAX	    16u
+#define RECENT_MAX	    128u
 
 static unsigned slab_order_for(size_t size)
 {

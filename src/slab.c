@@ -113,10 +113,14 @@ struct mki_slab *mki_slab_new(uint32_t size, unsigned order, uint8_t cls, struct
 void mki_slab_set_owner(struct mki_slab *s, struct mki_heap *owner)
 {
 	atomic_store_explicit(&s->owner, owner, memory_order_release);
-	uint8_t cls = owner != &mki_heap_none && !s->cache ? s->cls : MKI_CLS_NONE;
+	bool live = owner != &mki_heap_none && !s->cache;
+	uint8_t cls = live ? s->cls : MKI_CLS_NONE;
 	struct mki_page *pg = mki_page_desc(mki_chunk_of(s->start), s->start);
-	for (size_t i = 0; i < ((size_t)1 << s->order); i++)
+	for (size_t i = 0; i < ((size_t)1 << s->order); i++) {
+		atomic_store_explicit(&pg[i].heap, live ? owner : &mki_heap_none,
+				      memory_order_relaxed);
 		atomic_store_explicit(&pg[i].cls, cls, memory_order_relaxed);
+	}
 }
 
 /* since: when its last block went (mki_clock_ms), for the buddy's decay */

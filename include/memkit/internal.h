@@ -171,7 +171,14 @@ struct mki_page {
 	uint32_t head;	     /* RUN/BLOCK tails: index of the head page */
 	uint32_t stamp;	     /* FREE: mki_clock_ms() when it became free (low 32 bits) */
 	union {
-		struct mki_slab *slab; /* SLAB: the slab's descriptor */
+		struct {
+			struct mki_slab *slab; /* SLAB: the slab's descriptor */
+			/* SLAB: the heap that owns it (mki_heap_none when no
+			 * live one does, cls then MKI_CLS_NONE): free() tells
+			 * its own blocks from another heap's without the
+			 * descriptor */
+			struct mki_heap *_Atomic heap;
+		};
 		struct {
 			struct mki_page *next, *prev; /* FREE: free list of its order */
 		} lru;
@@ -179,7 +186,7 @@ struct mki_page {
 	};
 };
 #define MKI_PF_DIRTY 0x1  /* FREE: may hold resident pages (not purged) */
-#define MKI_CLS_NONE 0xFF /* a slab page free() must look up in the descriptor */
+#define MKI_CLS_NONE 0xFF /* a slab page no live heap owns */
 
 struct mki_chunk {
 	char *base; /* 4 MiB aligned */
@@ -433,7 +440,7 @@ struct mki_heap {
 	struct mki_slab *direct[MKI_CLASSES_MAX]; /* fast path: current slab of each class */
 	struct mki_bin bins[MKI_CLASSES_MAX];
 	struct mki_slab *_Atomic reclaim; /* full slabs that got remote frees */
-	/* blocks this thread freed, of any heap's slabs, reused by its next
+	/* blocks of other heaps' slabs this thread freed, reused by its next
 	 * mallocs of the class before they go back to their slabs; in two
 	 * halves: frees go to the newer and mallocs come from it, most recent
 	 * first; when it is full, the older half goes back to the slabs and the

@@ -151,21 +151,49 @@ static void *free_then_malloc(void *p)
 	return q;
 }
 
+enum { MANY = 3000 };
+static void *many[MANY];
+
+/* Frees MANY of main's blocks: its recent lists keep two halves at most,
+ * the newest blocks; the rest went back to main's slabs. */
+static void *free_many(void *arg)
+{
+	(void)arg;
+	void *own = mk_malloc(64);
+	struct mki_heap *h = mki_tls_heap;
+	unsigned cls = mki_class_of(64);
+	uint32_t half = mki_class_recent_max[cls];
+	for (int i = 0; i < MANY; i++)
+		mk_free(many[i]);
+	CHECK(h && list_length(h->recent[cls]) <= half);
+	CHECK(list_length(h->older[cls]) <= half + 1);
+	CHECK(mki_heap_recent_holds(h, cls, many[MANY - 1]));
+	CHECK(!mki_heap_recent_holds(h, cls, many[0]));
+	/* its own block joins them while other heaps' blocks flow in */
+	mk_free(own);
+	CHECK(mki_heap_recent_holds(h, cls, own));
+	mk_malloc_trim(0);
+	CHECK(h->recent[cls] == NULL && h->older[cls] == NULL);
+	return NULL;
+}
+
 static void *keep_one(void *arg)
 {
 	(void)arg;
 	return mk_malloc(64);
 }
 
-/* Freed blocks wait on the freeing thread's recent lists, whichever heap's
- * they are, and come back first; two halves at most, the rest goes back to
- * the slabs. A dead thread's slab has no class in its pages, so frees into
- * it go straight back instead. */
+/* Other live heaps' blocks wait on the freeing thread's recent lists and
+ * come back first; two halves at most, the rest goes back to the slabs. A
+ * thread's own blocks go straight to their slabs while its list of the
+ * class is empty. A dead thread's slab has no class in its pages, so frees
+ * into it go straight back instead. */
 static void test_recent_lists(void)
 {
 	void *p = mk_malloc(64);
-	mk_free(p);
-	CHECK(mk_malloc(64) == p);
+	struct mki_heap *h = mki_tls_heap;
+	unsigned cls = mki_class_of(64);
+	CHECK(h && atomic_load(&mki_page_desc(mki_chunk_of(p), p)->heap) == h);
 
 	pthread_t t;
 	void *got = NULL;
@@ -173,21 +201,12 @@ static void test_recent_lists(void)
 	CHECK(pthread_join(t, &got) == 0);
 	CHECK(got == p);
 	mk_free(got);
+	CHECK(!mki_heap_recent_holds(h, cls, got));
 
-	struct mki_heap *h = mki_tls_heap;
-	unsigned cls = mki_class_of(64);
-	uint32_t half = mki_class_recent_max[cls];
-	enum { N = 3000 };
-	static void *blk[N];
-	for (int i = 0; i < N; i++)
-		blk[i] = mk_malloc(64);
-	for (int i = 0; i < N; i++)
-		mk_free(blk[i]);
-	CHECK(h && list_length(h->recent[cls]) <= half);
-	CHECK(list_length(h->older[cls]) <= half + 1);
-	CHECK(mki_heap_recent_holds(h, cls, blk[N - 1]) && !mki_heap_recent_holds(h, cls, blk[0]));
-	mk_malloc_trim(0);
-	CHECK(h->recent[cls] == NULL && h->older[cls] == NULL);
+	for (int i = 0; i < MANY; i++)
+		many[i] = mk_malloc(64);
+	CHECK(pthread_create(&t, NULL, free_many, NULL) == 0);
+	CHECK(pthread_join(t, NULL) == 0);
 
 	void *orphan = NULL;
 	CHECK(pthread_create(&t, NULL, keep_one, NULL) == 0);
