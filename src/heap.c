@@ -12,9 +12,11 @@
  * (which its owner writes all the time) nor needs an atomic operation
  * (tcmalloc's thread caches work so). The page tells the class and the
  * owning heap (struct mki_page's cls and heap). While other heaps' blocks
- * of a class flow in (its list is not empty), the thread's own blocks join
- * them too, so that no free touches a descriptor; a thread alone frees
- * straight into its slabs, which keeps them packed. A block on a recent list
+ * of a class come in (struct mki_heap's shared: set by each, worn off in
+ * two or three periods of 256 allocations of the class without), the
+ * thread's own blocks join them too, so that no free touches a
+ * descriptor; a thread alone frees straight into its slabs, which keeps
+ * them packed. A block on a recent list
  * still counts as used in its slab. Each class's list has two halves, each
  * bounded (mki_class_recent_max): when the newer is full, the older goes
  * back to the slabs in runs of blocks of one slab, one CAS a run (straight

@@ -448,7 +448,12 @@ struct mki_heap {
 	struct mki_block *recent[MKI_CLASSES_MAX];
 	struct mki_block *older[MKI_CLASSES_MAX];
 	int32_t recent_room[MKI_CLASSES_MAX]; /* blocks the newer half takes yet */
-	struct mki_heap *next_heap;	      /* all heaps, for stats */
+	/* other heaps' blocks of the class freed lately (2 is or-ed in at
+	 * each, one taken off every 256 allocations of the class): while not
+	 * 0, the thread's own blocks of the class go on the recent list too.
+	 * Indexed by any page's cls, MKI_CLS_NONE included (always 0). */
+	uint8_t shared[256];
+	struct mki_heap *next_heap; /* all heaps, for stats */
 	uint64_t allocs[MKI_CLASSES_MAX], frees[MKI_CLASSES_MAX];
 	uint64_t slow_calls;
 	pid_t tid;

@@ -174,6 +174,14 @@ static void *free_many(void *arg)
 	CHECK(mki_heap_recent_holds(h, cls, own));
 	mk_malloc_trim(0);
 	CHECK(h->recent[cls] == NULL && h->older[cls] == NULL);
+	/* and no longer once none have come for 4 x 256 allocations */
+	enum { TICKS = 4 * 256 };
+	static void *mine[TICKS];
+	for (int i = 0; i < TICKS; i++)
+		mine[i] = mk_malloc(64);
+	for (int i = 0; i < TICKS; i++)
+		mk_free(mine[i]);
+	CHECK(h->recent[cls] == NULL && h->shared[cls] == 0);
 	return NULL;
 }
 
