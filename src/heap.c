@@ -19,9 +19,9 @@
  * them packed. A block on a recent list
  * still counts as used in its slab. Each class's list has two halves, each
  * bounded (mki_class_recent_max): when the newer is full, the older goes
- * back to the slabs in runs of blocks of one slab, one CAS a run (straight
- * onto the free list when the slab has become this heap's meanwhile), and
- * the newer becomes the older; all of it when the thread exits or trims.
+ * back to the slabs in runs of blocks of one slab, another heap's with one
+ * CAS a run, this heap's straight onto the slab's free list, and the newer
+ * becomes the older; all of it when the thread exits or trims.
  * Slabs with no live owner (abandoned, kept empty) have no class in their
  * pages, and frees into them take the descriptor's path: a dead thread's
  * blocks go straight back, so that its slabs can empty.

@@ -130,7 +130,7 @@ static void test_class_geometry(void)
 	void *p = mk_malloc(100);
 	struct mki_slab *s = slab_holding(p);
 	CHECK(s && page_class(p) == s->cls && page_class(s->start) == s->cls);
-	CHECK(((uintptr_t)s->start & mki_class_geom[s->cls].mask) == 0);
+	CHECK(s && ((uintptr_t)s->start & mki_class_geom[s->cls].mask) == 0);
 	mk_free(p);
 }
 
