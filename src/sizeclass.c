@@ -11,8 +11,8 @@
  * has a slab order: the smallest buddy block of at least 64 KiB that holds
  * at least 8 blocks, so a slab's tail waste stays under 1/8, and the
  * geometry of such a slab's slots (mki_class_geom) that free() checks
- * pointers against. Each class also has a bound on the other heaps' freed
- * blocks a heap keeps to reuse (each half of heap.c's recent lists): 32 KiB
+ * pointers against. Each class also has a bound on the freed blocks a heap
+ * keeps to reuse (each half of heap.c's recent lists): 32 KiB
  * worth, at least 2 and at most 128.
  *
  * May call: nothing.

@@ -382,8 +382,8 @@ static inline void mki_block_set_next(struct mki_block *b, struct mki_block *nex
 
 /* a slab over a fresh buddy block; NULL + ENOMEM */
 struct mki_slab *mki_slab_new(uint32_t size, unsigned order, uint8_t cls, struct mki_heap *owner);
-/* The slab changes hands; its pages tell free() whether a thread's heap
- * owns it now (struct mki_page's cls). */
+/* The slab changes hands; its pages tell free() which live heap owns it
+ * now, if any, and its class (struct mki_page's heap and cls). */
 void mki_slab_set_owner(struct mki_slab *s, struct mki_heap *owner);
 void mki_slab_delete(struct mki_slab *s);
 /* a malloc slab that emptied: kept for the next slab of its class, or deleted */
@@ -440,8 +440,9 @@ struct mki_heap {
 	struct mki_slab *direct[MKI_CLASSES_MAX]; /* fast path: current slab of each class */
 	struct mki_bin bins[MKI_CLASSES_MAX];
 	struct mki_slab *_Atomic reclaim; /* full slabs that got remote frees */
-	/* blocks of other heaps' slabs this thread freed, reused by its next
-	 * mallocs of the class before they go back to their slabs; in two
+	/* blocks this thread freed (other heaps', and its own while `shared`
+	 * says so), reused by its next mallocs of the class before they go
+	 * back to their slabs; in two
 	 * halves: frees go to the newer and mallocs come from it, most recent
 	 * first; when it is full, the older half goes back to the slabs and the
 	 * newer becomes the older (heap.c) */
