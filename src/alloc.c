@@ -773,7 +773,7 @@ static void *realloc_large(void *p, size_t usable, size_t size)
 struct realloc_memo {
 	uintptr_t addr;			/* ~address: not a pointer to the block for the leak scan */
 	size_t lo, hi;			/* sizes in (lo, hi] stay in place */
-	const _Atomic uint64_t *gen_of; /* mki_pages_freed_gen or mki_large_gen */
+	const _Atomic uint64_t *gen_of; /* mki_pages_freed_gen or mki_large_gen_of() */
 	uint64_t gen;			/* its value when remembered */
 	bool slab;
 };
@@ -783,7 +783,7 @@ static void realloc_remember(void *p, enum mki_ptr_kind kind, size_t usable)
 {
 #ifndef MKI_SECURE /* which re-arms the canary on every resize */
 	struct realloc_memo *m = &realloc_memo;
-	m->gen_of = kind == MKI_PTR_LARGE ? &mki_large_gen : &mki_pages_freed_gen;
+	m->gen_of = kind == MKI_PTR_LARGE ? mki_large_gen_of(p) : &mki_pages_freed_gen;
 	m->gen = atomic_load_explicit(m->gen_of, memory_order_acquire);
 	if (kind == MKI_PTR_RUN) { /* usable was the size before it grew or shrank */
 		usable = (size_t)mki_page_desc(mki_chunk_of(p), p)->npages << MKI_PAGE_SHIFT;

@@ -17,25 +17,33 @@
  *   address that is not a live large block is caught, never trusted; and
  *   the block needs no header: the pointer is the page-aligned mapping.
  *
- * Lock: large_lock guards the table and the cache; no other lock is taken
- * under it (munmap of evicted entries happens after unlocking).
+ * Both are sharded so that threads do not queue on one lock: the table by
+ * address (MKI_LARGE_SHARDS parts, each its own lock), the cache by thread
+ * (a thread allocates from its own part and a freed range goes back to the
+ * part of the thread that allocated it, where it is wanted again; a thread
+ * whose part has nothing that fits takes from the others before it maps
+ * new memory). With one cache for all, 16 threads of wl-random spent their
+ * time on its lock and on page faults: 64 ranges were too few for them.
+ *
+ * Locks: a table shard's lock may be held while taking a cache shard's
+ * (realloc growing into the range after a block), never the other way;
+ * no other lock is taken under them (munmap happens after unlocking).
  * May call: os.c, meta.c, libc.c.
  */
 #include <errno.h>
 #include <string.h>
 #include "memkit/internal.h"
 
-#define MKI_LARGE_CACHE	      64
+#define MKI_LARGE_CACHE	      256
 #define MKI_LARGE_CACHE_MAX   ((size_t)64 << 20)  /* one mapping */
-#define MKI_LARGE_CACHE_TOTAL ((size_t)128 << 20) /* all of them */
+#define MKI_LARGE_CACHE_TOTAL ((size_t)256 << 20) /* all of them */
 #ifndef MKI_LARGE_PURGE_MS
 #define MKI_LARGE_PURGE_MS 10 /* idle cached ranges give their pages back */
 #endif
-#define TOMBSTONE		 ((uintptr_t)1)
 #define MKI_LARGE_GROW_AHEAD_MAX ((size_t)64 << 20) /* address space a realloc adds ahead */
 
 struct large_entry {
-	uintptr_t addr; /* 0 empty, TOMBSTONE deleted */
+	uintptr_t addr; /* 0 empty */
 	size_t size;	/* bytes mapped */
 };
 
@@ -49,30 +57,43 @@ struct cached_map {
 	const void *freer;  /* the thread that last gave it memory (its tag's address) */
 };
 
-static mki_lock_t large_lock = MKI_LOCK_INIT;
-static struct large_entry *table;
-static size_t table_cap, table_used, table_live; /* used counts tombstones too */
-static size_t live_bytes;
-/* Bumped whenever a block leaves the table: a thread's memory of its last
- * lookup (a buffer realloc'ed a few bytes at a time asks again and again)
- * holds only while no block has left since. */
-_Atomic uint64_t mki_large_gen;
+#define MKI_LARGE_SHARDS 16 /* a power of two */
+/* the last addresses freed, to tell a double free from a foreign pointer */
+#define RECENT 64
+
+struct large_table { /* the live blocks whose addresses hash here */
+	mki_lock_t lock;
+	struct large_entry *t;
+	size_t cap, live;
+	size_t live_bytes;
+	/* Bumped whenever a block leaves this table or changes size: a
+	 * thread's memory of its last lookup (a buffer realloc'ed a few bytes
+	 * at a time asks again and again) holds only while it is unchanged. */
+	_Atomic uint64_t gen;
+	uintptr_t recent[RECENT];
+	unsigned recent_next;
+} __attribute__((aligned(64)));
+
+struct large_cache { /* freed ranges of the blocks some threads allocated */
+	mki_lock_t lock;
+	size_t n, bytes;
+	_Atomic size_t bytes_hint; /* bytes, for other threads to peek at without the lock */
+	struct cached_map m[MKI_LARGE_CACHE];
+} __attribute__((aligned(64)));
+
+static struct large_table tables[MKI_LARGE_SHARDS];
+static struct large_cache caches[MKI_LARGE_SHARDS];
+static _Atomic unsigned next_cache_shard;
+static __thread unsigned my_cache_shard1 __attribute__((tls_model("initial-exec")));
+
 struct last_lookup {
 	uintptr_t addr; /* ~address */
 	size_t size;
 	uint64_t gen;
 };
 static __thread struct last_lookup last_lookup __attribute__((tls_model("initial-exec")));
-static struct cached_map cache[MKI_LARGE_CACHE];
 /* A thread's own address: tells cached ranges a thread freed from others'. */
 static __thread char thread_tag __attribute__((tls_model("initial-exec")));
-static size_t nr_cached, cached_bytes;
-/* the last addresses freed, to tell a double free from a foreign pointer */
-#define RECENT 64
-static uintptr_t recent[RECENT];
-static unsigned recent_next;
-
-/* ------------------------------------------------------------ hash table */
 
 static size_t hash_addr(uintptr_t a)
 {
@@ -81,69 +102,123 @@ static size_t hash_addr(uintptr_t a)
 	return (size_t)(a >> 17);
 }
 
-static struct large_entry *table_find_locked(uintptr_t a)
+/* The top bits of the same product: independent of the slot's bits. */
+static struct large_table *table_of(uintptr_t a)
 {
-	if (!table)
+	uint64_t h = (uint64_t)(a >> MKI_PAGE_SHIFT) * 0x9E3779B97F4A7C15ull;
+	return &tables[h >> 60 & (MKI_LARGE_SHARDS - 1)];
+}
+
+/* A freed range goes to the cache shard of its address region (64 MiB),
+ * so that ranges next to each other, which the kernel hands out in a row,
+ * meet in one shard and join. */
+#define MKI_LARGE_REGION_SHIFT 26
+static struct large_cache *cache_of(const void *range)
+{
+	return &caches[(uintptr_t)range >> MKI_LARGE_REGION_SHIFT & (MKI_LARGE_SHARDS - 1)];
+}
+
+/* Where a thread starts looking for a range: as many starting points as
+ * CPUs (up to MKI_LARGE_SHARDS), taken by threads in turn, so that threads
+ * running at once mostly take different locks first. */
+static unsigned my_cache_shard(void)
+{
+	if (!my_cache_shard1) {
+		unsigned n = mki_cpu_count();
+		n = n < MKI_LARGE_SHARDS ? n : MKI_LARGE_SHARDS;
+		my_cache_shard1 =
+		    atomic_fetch_add_explicit(&next_cache_shard, 1, memory_order_relaxed) % n + 1;
+	}
+	return my_cache_shard1 - 1;
+}
+
+/* ------------------------------------------------------------ hash table */
+
+static struct large_entry *table_find_locked(struct large_table *t, uintptr_t a)
+{
+	if (!t->t)
 		return NULL;
-	for (size_t i = hash_addr(a) & (table_cap - 1);; i = (i + 1) & (table_cap - 1)) {
-		if (table[i].addr == a)
-			return &table[i];
-		if (!table[i].addr)
+	for (size_t i = hash_addr(a) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+		if (t->t[i].addr == a)
+			return &t->t[i];
+		if (!t->t[i].addr)
 			return NULL;
 	}
 }
 
-static void table_put_raw(struct large_entry *t, size_t cap, uintptr_t a, size_t size)
+static void table_put_raw(struct large_entry *t, size_t cap, struct large_entry e)
 {
-	size_t i = hash_addr(a) & (cap - 1);
-	while (t[i].addr > TOMBSTONE)
+	size_t i = hash_addr(e.addr) & (cap - 1);
+	while (t[i].addr)
 		i = (i + 1) & (cap - 1);
-	t[i].addr = a;
-	t[i].size = size;
+	t[i] = e;
 }
 
-static int table_grow_locked(void)
+static int table_grow_locked(struct large_table *t)
 {
-	size_t cap = table_cap ? table_cap * 2 : 256;
-	if (table_live * 4 < table_cap) /* mostly tombstones: rebuild same size */
-		cap = table_cap;
-	struct large_entry *t = mki_meta_alloc(cap * sizeof(*t));
-	if (!t)
+	size_t cap = t->cap ? t->cap * 2 : 256;
+	struct large_entry *n = mki_meta_alloc(cap * sizeof(*n));
+	if (!n)
 		return ENOMEM;
-	for (size_t i = 0; i < table_cap; i++)
-		if (table[i].addr > TOMBSTONE)
-			table_put_raw(t, cap, table[i].addr, table[i].size);
-	if (table)
-		mki_meta_free(table, table_cap * sizeof(*t));
-	table = t;
-	table_cap = cap;
-	table_used = table_live;
+	for (size_t i = 0; i < t->cap; i++)
+		if (t->t[i].addr)
+			table_put_raw(n, cap, t->t[i]);
+	if (t->t)
+		mki_meta_free(t->t, t->cap * sizeof(*n));
+	t->t = n;
+	t->cap = cap;
 	return 0;
 }
 
 /* Room for one more entry: once it returns 0, the next insert cannot fail. */
-static int table_reserve_locked(void)
+static int table_reserve_locked(struct large_table *t)
 {
-	return (table_used + 1) * 2 > table_cap ? table_grow_locked() : 0;
+	return (t->live + 1) * 2 > t->cap ? table_grow_locked(t) : 0;
 }
 
-static int table_insert_locked(uintptr_t a, size_t size)
+static void table_put_locked(struct large_table *t, uintptr_t a, size_t size)
 {
-	if (table_reserve_locked())
+	table_put_raw(t->t, t->cap, (struct large_entry){a, size});
+	t->live++;
+	t->live_bytes += size;
+}
+
+static int table_insert_locked(struct large_table *t, uintptr_t a, size_t size)
+{
+	if (table_reserve_locked(t))
 		return ENOMEM;
-	table_put_raw(table, table_cap, a, size);
-	table_used++;
-	table_live++;
-	live_bytes += size;
+	table_put_locked(t, a, size);
 	return 0;
 }
 
-static void table_remove_locked(struct large_entry *e)
+/* For a block that realloc moved, which must not be lost: mremap has
+ * already freed its old range. Past the load the table keeps (at most half
+ * full) there is room to spare, so only a table with no free slot at all
+ * (never seen: every other insert grows it first) is fatal. */
+static void table_insert_moved_locked(struct large_table *t, uintptr_t a, size_t size)
 {
-	atomic_fetch_add_explicit(&mki_large_gen, 1, memory_order_release);
-	live_bytes -= e->size;
-	e->addr = TOMBSTONE;
-	table_live--;
+	if (table_reserve_locked(t) && (!t->t || t->live + 1 >= t->cap))
+		mki_fatal("out of memory for the table of large blocks (block %p)", (void *)a);
+	table_put_locked(t, a, size);
+}
+
+/* Deletion without tombstones (which would pile up and force rebuilds):
+ * each later entry of the probe run moves back into the hole unless that
+ * would put it before its home slot, as in Knuth's algorithm R. */
+static void table_remove_locked(struct large_table *t, struct large_entry *e)
+{
+	size_t mask = t->cap - 1, hole = (size_t)(e - t->t);
+	atomic_fetch_add_explicit(&t->gen, 1, memory_order_release);
+	t->live_bytes -= e->size;
+	t->live--;
+	for (size_t j = (hole + 1) & mask; t->t[j].addr; j = (j + 1) & mask) {
+		size_t home = hash_addr(t->t[j].addr) & mask;
+		if (((j - home) & mask) >= ((j - hole) & mask)) {
+			t->t[hole] = t->t[j];
+			hole = j;
+		}
+	}
+	t->t[hole].addr = 0;
 }
 
 /* ------------------------------------------------------------ reuse cache */
@@ -162,9 +237,10 @@ static void cache_advance_front(struct cached_map *m, size_t size)
  * staying cached: mappings are plain address ranges to the kernel, so a
  * part can be handed out, and later unmapped, on its own. No system call
  * and no page fault, which is the point of the cache. */
-static bool cache_take_locked(size_t size, size_t align, bool grows, void **addr, size_t *mapped)
+static bool cache_take_locked(struct large_cache *c, size_t size, size_t align, bool grows,
+			      void **addr, size_t *mapped)
 {
-	size_t pick = nr_cached;
+	size_t pick = c->n;
 	if (align > MKI_PAGE_SIZE)
 		return false;
 	/* the smallest that holds it; for a block that will grow, the largest,
@@ -174,28 +250,29 @@ static bool cache_take_locked(size_t size, size_t align, bool grows, void **addr
 	 * to new pages while the range its last buffer used sits idle. (Not
 	 * for every block: a worse fit costs the programs that do not grow
 	 * theirs.) */
-	for (size_t i = 0; i < nr_cached; i++) {
-		if (cache[i].size < size)
+	for (size_t i = 0; i < c->n; i++) {
+		const struct cached_map *m = &c->m[i], *best = &c->m[pick];
+		if (m->size < size)
 			continue;
-		bool mine = grows && cache[i].freer == &thread_tag;
-		bool pick_mine = grows && pick < nr_cached && cache[pick].freer == &thread_tag;
-		bool fits_better = pick < nr_cached && (grows ? cache[i].size > cache[pick].size
-							      : cache[i].size < cache[pick].size);
-		if (pick == nr_cached || (mine && !pick_mine) || (mine == pick_mine && fits_better))
+		bool mine = grows && m->freer == &thread_tag;
+		bool pick_mine = grows && pick < c->n && best->freer == &thread_tag;
+		bool fits_better =
+		    pick < c->n && (grows ? m->size > best->size : m->size < best->size);
+		if (pick == c->n || (mine && !pick_mine) || (mine == pick_mine && fits_better))
 			pick = i;
 	}
-	if (pick == nr_cached)
+	if (pick == c->n)
 		return false;
-	struct cached_map *m = &cache[pick];
+	struct cached_map *m = &c->m[pick];
 	*addr = m->addr;
 	if (m->size - size >= mki_opt.mmap_threshold) {
 		*mapped = size;
 		cache_advance_front(m, size);
 	} else {
 		*mapped = m->size;
-		*m = cache[--nr_cached];
+		*m = c->m[--c->n];
 	}
-	cached_bytes -= *mapped;
+	c->bytes -= *mapped;
 	return true;
 }
 
@@ -205,19 +282,19 @@ static bool cache_take_locked(size_t size, size_t align, bool grows, void **addr
  * that grew there) are reused instead of new ones faulted in. The rest of
  * the range stays cached unless too small to be worth keeping. Returns
  * the bytes taken, 0 if no such range. */
-static size_t cache_take_after_locked(char *end, size_t need, size_t ahead)
+static size_t cache_take_after_locked(struct large_cache *c, char *end, size_t need, size_t ahead)
 {
-	for (size_t i = 0; i < nr_cached; i++) {
-		struct cached_map *m = &cache[i];
+	for (size_t i = 0; i < c->n; i++) {
+		struct cached_map *m = &c->m[i];
 		if (m->addr != end || m->size < need)
 			continue;
 		size_t take = m->size < ahead ? m->size : ahead;
 		if (m->size - take < mki_opt.mmap_threshold)
 			take = m->size;
 		cache_advance_front(m, take);
-		cached_bytes -= take;
+		c->bytes -= take;
 		if (!m->size)
-			*m = cache[--nr_cached];
+			*m = c->m[--c->n];
 		return take;
 	}
 	return 0;
@@ -235,10 +312,10 @@ static size_t cache_take_after_locked(char *end, size_t need, size_t ahead)
  * window of MKI_LARGE_PURGE_MS purges what lies beyond the furthest the
  * front was taken to during it. Under the lock: once unlocked, the range
  * may be handed out. */
-static void purge_idle_locked(uint64_t now)
+static void purge_idle_locked(struct large_cache *c, uint64_t now)
 {
-	for (size_t i = 0; i < nr_cached; i++) {
-		struct cached_map *m = &cache[i];
+	for (size_t i = 0; i < c->n; i++) {
+		struct cached_map *m = &c->m[i];
 		if (now - m->window_ms < MKI_LARGE_PURGE_MS)
 			continue;
 		char *end = (char *)m->addr + m->size;
@@ -252,13 +329,14 @@ static void purge_idle_locked(uint64_t now)
 
 /* Caches a freed range, or hands it back in out[] to be unmapped, with the
  * oldest entry when it had to make room. Returns how many out[] holds. */
-static unsigned cache_put_locked(void *addr, size_t size, struct cached_map out[2])
+static unsigned cache_put_locked(struct large_cache *c, void *addr, size_t size,
+				 struct cached_map out[2])
 {
 	unsigned n = 0;
 	/* a range next to a cached one joins it: what a split handed out comes
 	 * back to its remainder, as buddies merge */
-	for (size_t i = 0; i < nr_cached; i++) {
-		struct cached_map *m = &cache[i];
+	for (size_t i = 0; i < c->n; i++) {
+		struct cached_map *m = &c->m[i];
 		if ((char *)m->addr + m->size == (char *)addr || (char *)addr + size == m->addr) {
 			if ((char *)addr < (char *)m->addr) {
 				m->addr = addr; /* below hot_end: kept this window */
@@ -269,30 +347,29 @@ static unsigned cache_put_locked(void *addr, size_t size, struct cached_map out[
 			m->size += size;
 			m->since_ms = mki_clock_ms();
 			m->freer = &thread_tag;
-			cached_bytes += size;
-			purge_idle_locked(m->since_ms);
+			c->bytes += size;
+			purge_idle_locked(c, m->since_ms);
 			return 0;
 		}
 	}
-	if (nr_cached &&
-	    (nr_cached == MKI_LARGE_CACHE || cached_bytes + size > MKI_LARGE_CACHE_TOTAL)) {
+	if (c->n && (c->n == MKI_LARGE_CACHE || c->bytes + size > MKI_LARGE_CACHE_TOTAL)) {
 		size_t oldest = 0;
-		for (size_t i = 1; i < nr_cached; i++)
-			if (cache[i].since_ms < cache[oldest].since_ms)
+		for (size_t i = 1; i < c->n; i++)
+			if (c->m[i].since_ms < c->m[oldest].since_ms)
 				oldest = i;
-		out[n++] = cache[oldest];
-		cache[oldest] = cache[--nr_cached];
-		cached_bytes -= out[0].size;
+		out[n++] = c->m[oldest];
+		c->m[oldest] = c->m[--c->n];
+		c->bytes -= out[0].size;
 	}
-	if (cached_bytes + size > MKI_LARGE_CACHE_TOTAL) {
+	if (c->bytes + size > MKI_LARGE_CACHE_TOTAL) {
 		out[n++] = (struct cached_map){.addr = addr, .size = size};
 		return n;
 	}
 	uint64_t now = mki_clock_ms();
 	char *end = (char *)addr + size;
-	cache[nr_cached++] = (struct cached_map){addr, size, now, now, addr, end, &thread_tag};
-	cached_bytes += size;
-	purge_idle_locked(now);
+	c->m[c->n++] = (struct cached_map){addr, size, now, now, addr, end, &thread_tag};
+	c->bytes += size;
+	purge_idle_locked(c, now);
 	return n;
 }
 
@@ -345,26 +422,54 @@ static void large_unmap(void *p, size_t size)
 
 /* ------------------------------------------------------------ blocks */
 
+static void cache_lock(struct large_cache *c)
+{
+	mki_lock(&c->lock);
+}
+
+static void cache_unlock(struct large_cache *c)
+{
+	atomic_store_explicit(&c->bytes_hint, c->bytes, memory_order_relaxed);
+	mki_unlock(&c->lock);
+}
+
+/* A cached range for `size` bytes: the first shard that has one, from the
+ * thread's own on. */
+static bool cache_take(unsigned own, size_t size, size_t align, bool grows, void **addr,
+		       size_t *mapped)
+{
+	for (unsigned i = 0; i < MKI_LARGE_SHARDS; i++) {
+		struct large_cache *c = &caches[(own + i) & (MKI_LARGE_SHARDS - 1)];
+		if (atomic_load_explicit(&c->bytes_hint, memory_order_relaxed) < size)
+			continue;
+		cache_lock(c);
+		bool found = cache_take_locked(c, size, align, grows, addr, mapped);
+		cache_unlock(c);
+		if (found)
+			return true;
+	}
+	return false;
+}
+
 void *mki_large_alloc(size_t size, size_t align, unsigned how)
 {
 	bool zero = how & MKI_ALLOC_ZERO;
 	size_t mapped = GUARD ? mki_align_up(size, MKI_ALIGN) : mki_align_up(size, MKI_PAGE_SIZE);
 	void *p = NULL;
-	bool reused;
+	unsigned own = my_cache_shard();
 	if (mapped < size || align > MKI_CHUNK_SIZE * 64) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	mki_lock(&large_lock);
-	reused = cache_take_locked(mapped, align, how & MKI_ALLOC_GROWS, &p, &mapped);
-	mki_unlock(&large_lock);
+	bool reused = cache_take(own, mapped, align, how & MKI_ALLOC_GROWS, &p, &mapped);
 	if (!reused && large_map(mapped, align, &p)) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	mki_lock(&large_lock);
-	int err = table_insert_locked((uintptr_t)p, mapped);
-	mki_unlock(&large_lock);
+	struct large_table *t = table_of((uintptr_t)p);
+	mki_lock(&t->lock);
+	int err = table_insert_locked(t, (uintptr_t)p, mapped);
+	mki_unlock(&t->lock);
 	if (err) {
 		large_unmap(p, mapped);
 		errno = ENOMEM;
@@ -378,26 +483,28 @@ void *mki_large_alloc(size_t size, size_t align, unsigned how)
 
 bool mki_large_free(void *p)
 {
-	struct cached_map out[2];
-	unsigned nout = 0;
-	bool unmap_now = false;
-	size_t size = 0;
-	mki_lock(&large_lock);
-	struct large_entry *e = table_find_locked((uintptr_t)p);
+	struct large_table *t = table_of((uintptr_t)p);
+	mki_lock(&t->lock);
+	struct large_entry *e = table_find_locked(t, (uintptr_t)p);
 	if (!e) {
-		mki_unlock(&large_lock);
+		mki_unlock(&t->lock);
 		return false;
 	}
-	size = e->size;
-	table_remove_locked(e);
-	recent[recent_next++ % RECENT] = (uintptr_t)p;
-	if (size <= MKI_LARGE_CACHE_MAX && mki_opt.decay_ms && !GUARD)
-		nout = cache_put_locked(p, size, out);
-	else
-		unmap_now = true;
-	mki_unlock(&large_lock);
-	if (unmap_now)
-		large_unmap(p, size);
+	struct large_entry gone = *e;
+	table_remove_locked(t, e);
+	t->recent[t->recent_next++ % RECENT] = (uintptr_t)p;
+	mki_unlock(&t->lock);
+
+	struct cached_map out[2];
+	unsigned nout = 0;
+	if (gone.size <= MKI_LARGE_CACHE_MAX && mki_opt.decay_ms && !GUARD) {
+		struct large_cache *c = cache_of(p);
+		cache_lock(c);
+		nout = cache_put_locked(c, p, gone.size, out);
+		cache_unlock(c);
+	} else {
+		out[nout++] = (struct cached_map){.addr = p, .size = gone.size};
+	}
 	for (unsigned i = 0; i < nout; i++)
 		large_unmap(out[i].addr, out[i].size);
 	mki_page_maybe_purge();
@@ -407,35 +514,44 @@ bool mki_large_free(void *p)
 void *mki_large_containing(const void *p)
 {
 	uintptr_t a = (uintptr_t)p, found = 0;
-	mki_lock(&large_lock);
-	for (size_t i = 0; i < table_cap && !found; i++)
-		if (table[i].addr > TOMBSTONE && a - table[i].addr < table[i].size)
-			found = table[i].addr;
-	mki_unlock(&large_lock);
+	for (struct large_table *t = tables; t < tables + MKI_LARGE_SHARDS && !found; t++) {
+		mki_lock(&t->lock);
+		for (size_t i = 0; i < t->cap && !found; i++)
+			if (t->t[i].addr && a - t->t[i].addr < t->t[i].size)
+				found = t->t[i].addr;
+		mki_unlock(&t->lock);
+	}
 	return (void *)found;
 }
 
 bool mki_large_was_freed(const void *p)
 {
+	struct large_table *t = table_of((uintptr_t)p);
 	bool found = false;
-	mki_lock(&large_lock);
+	mki_lock(&t->lock);
 	for (unsigned i = 0; i < RECENT && !found; i++)
-		found = recent[i] == (uintptr_t)p;
-	mki_unlock(&large_lock);
+		found = t->recent[i] == (uintptr_t)p;
+	mki_unlock(&t->lock);
 	return found;
+}
+
+const _Atomic uint64_t *mki_large_gen_of(const void *p)
+{
+	return &table_of((uintptr_t)p)->gen;
 }
 
 size_t mki_large_usable(const void *p)
 {
 	struct last_lookup *last = &last_lookup;
-	uint64_t gen = atomic_load_explicit(&mki_large_gen, memory_order_acquire);
+	struct large_table *t = table_of((uintptr_t)p);
+	uint64_t gen = atomic_load_explicit(&t->gen, memory_order_acquire);
 	if (last->addr == ~(uintptr_t)p && last->gen == gen)
 		return last->size;
-	mki_lock(&large_lock);
-	struct large_entry *e = table_find_locked((uintptr_t)p);
+	mki_lock(&t->lock);
+	struct large_entry *e = table_find_locked(t, (uintptr_t)p);
 	size_t n = e ? e->size : 0;
-	gen = atomic_load_explicit(&mki_large_gen, memory_order_relaxed);
-	mki_unlock(&large_lock);
+	gen = atomic_load_explicit(&t->gen, memory_order_relaxed);
+	mki_unlock(&t->lock);
 	if (n) /* complemented: not a pointer to the block for the leak scan */
 		*last = (struct last_lookup){~(uintptr_t)p, n, gen};
 	return n;
@@ -450,14 +566,15 @@ size_t mki_large_usable(const void *p)
 void *mki_large_realloc(void *p, size_t size)
 {
 	size_t want = mki_align_up(size, MKI_PAGE_SIZE);
-	mki_lock(&large_lock);
+	struct large_table *t = table_of((uintptr_t)p);
+	mki_lock(&t->lock);
 	/* a block that moves leaves the table and comes back under another
 	 * address: room for it first, so that a moved block is never lost */
-	if (table_reserve_locked()) {
-		mki_unlock(&large_lock);
+	if (table_reserve_locked(t)) {
+		mki_unlock(&t->lock);
 		return NULL;
 	}
-	struct large_entry *e = table_find_locked((uintptr_t)p);
+	struct large_entry *e = table_find_locked(t, (uintptr_t)p);
 	size_t have = e ? e->size : 0;
 	bool keep = have && want >= size && want <= have && want >= have / 2;
 	bool move = have && want >= size && !keep && !GUARD;
@@ -468,21 +585,25 @@ void *mki_large_realloc(void *p, size_t size)
 			ahead = want + MKI_LARGE_GROW_AHEAD_MAX;
 		if (ahead < want)
 			ahead = want;
-		size_t taken = cache_take_after_locked((char *)p + have, want - have, ahead - have);
+		struct large_cache *c = cache_of((char *)p + have);
+		cache_lock(c);
+		size_t taken =
+		    cache_take_after_locked(c, (char *)p + have, want - have, ahead - have);
+		cache_unlock(c);
 		if (taken) {
 			e->size = have + taken;
-			live_bytes += taken;
+			t->live_bytes += taken;
 			/* threads' memory of the block's size is stale now */
-			atomic_fetch_add_explicit(&mki_large_gen, 1, memory_order_release);
-			mki_unlock(&large_lock);
+			atomic_fetch_add_explicit(&t->gen, 1, memory_order_release);
+			mki_unlock(&t->lock);
 			return p;
 		}
 	}
 	/* Off the table before mremap frees the old range: another thread may
 	 * map that range at once, and its block must not meet our stale entry. */
 	if (move)
-		table_remove_locked(e);
-	mki_unlock(&large_lock);
+		table_remove_locked(t, e);
+	mki_unlock(&t->lock);
 	if (keep)
 		return p; /* shrinking by less than half: keep the mapping */
 	if (!move)
@@ -490,12 +611,10 @@ void *mki_large_realloc(void *p, size_t size)
 	want = ahead;
 	void *q;
 	int err = mki_os_remap(p, have, want, true, &q);
-	mki_lock(&large_lock);
-	if (err)
-		table_insert_locked((uintptr_t)p, have); /* room reserved above */
-	else
-		table_insert_locked((uintptr_t)q, want);
-	mki_unlock(&large_lock);
+	struct large_table *tq = table_of((uintptr_t)(err ? p : q));
+	mki_lock(&tq->lock);
+	table_insert_moved_locked(tq, (uintptr_t)(err ? p : q), err ? have : want);
+	mki_unlock(&tq->lock);
 	if (err) {
 		errno = ENOMEM;
 		return NULL;
@@ -503,55 +622,77 @@ void *mki_large_realloc(void *p, size_t size)
 	return q;
 }
 
+/* Cached ranges idle for the decay time (all of them if force) go back. */
 size_t mki_large_purge(bool force)
 {
 	struct cached_map out[MKI_LARGE_CACHE];
-	size_t n = 0, bytes = 0;
+	size_t bytes = 0;
 	uint64_t now = mki_clock_ms();
-	mki_lock(&large_lock);
-	for (size_t i = 0; i < nr_cached;) {
-		if (force || now - cache[i].since_ms >= mki_opt.decay_ms) {
-			out[n++] = cache[i];
-			cached_bytes -= cache[i].size;
-			cache[i] = cache[--nr_cached];
-		} else {
-			i++;
+	for (struct large_cache *c = caches; c < caches + MKI_LARGE_SHARDS; c++) {
+		size_t n = 0;
+		if (!atomic_load_explicit(&c->bytes_hint, memory_order_relaxed))
+			continue;
+		cache_lock(c);
+		for (size_t i = 0; i < c->n;) {
+			if (force || now - c->m[i].since_ms >= mki_opt.decay_ms) {
+				out[n++] = c->m[i];
+				c->bytes -= c->m[i].size;
+				c->m[i] = c->m[--c->n];
+			} else {
+				i++;
+			}
 		}
-	}
-	mki_unlock(&large_lock);
-	for (size_t i = 0; i < n; i++) {
-		large_unmap(out[i].addr, out[i].size);
-		bytes += out[i].size;
+		cache_unlock(c);
+		for (size_t i = 0; i < n; i++) {
+			large_unmap(out[i].addr, out[i].size);
+			bytes += out[i].size;
+		}
 	}
 	return bytes;
 }
 
 void mki_large_stats(struct mk_stats *st)
 {
-	mki_lock(&large_lock);
-	st->large_live += table_live;
-	st->large_live_bytes += live_bytes;
-	st->large_cached += nr_cached;
-	for (size_t i = 0; i < nr_cached; i++)
-		st->large_cached_bytes += cache[i].size;
-	st->mapped_bytes += live_bytes;
-	st->active_bytes += live_bytes;
-	mki_unlock(&large_lock);
-	st->mapped_bytes += st->large_cached_bytes;
+	for (struct large_table *t = tables; t < tables + MKI_LARGE_SHARDS; t++) {
+		mki_lock(&t->lock);
+		st->large_live += t->live;
+		st->large_live_bytes += t->live_bytes;
+		mki_unlock(&t->lock);
+	}
+	size_t cached_bytes = 0;
+	for (struct large_cache *c = caches; c < caches + MKI_LARGE_SHARDS; c++) {
+		cache_lock(c);
+		st->large_cached += c->n;
+		cached_bytes += c->bytes;
+		cache_unlock(c);
+	}
+	st->large_cached_bytes += cached_bytes;
+	st->mapped_bytes += st->large_live_bytes + cached_bytes;
+	st->active_bytes += st->large_live_bytes;
 	st->allocated_bytes += st->large_live_bytes;
 }
 
+/* Tables before caches, the order realloc takes them in. */
 void mki_large_fork_prepare(void)
 {
-	mki_lock_before_fork(&large_lock);
+	for (unsigned i = 0; i < MKI_LARGE_SHARDS; i++)
+		mki_lock_before_fork(&tables[i].lock);
+	for (unsigned i = 0; i < MKI_LARGE_SHARDS; i++)
+		mki_lock_before_fork(&caches[i].lock);
 }
 
 void mki_large_fork_parent(void)
 {
-	mki_unlock_after_fork(&large_lock);
+	for (unsigned i = MKI_LARGE_SHARDS; i--;)
+		mki_unlock_after_fork(&caches[i].lock);
+	for (unsigned i = MKI_LARGE_SHARDS; i--;)
+		mki_unlock_after_fork(&tables[i].lock);
 }
 
 void mki_large_fork_child(void)
 {
-	mki_lock_reset(&large_lock);
+	for (unsigned i = 0; i < MKI_LARGE_SHARDS; i++) {
+		mki_lock_reset(&tables[i].lock);
+		mki_lock_reset(&caches[i].lock);
+	}
 }

@@ -2,7 +2,8 @@
  * never allocate: formatting (printf may malloc), environment lookup before
  * the C runtime is up, a clock, a lock, and the fatal-error path.
  *
- * May call: write(2), clock_gettime (vDSO), futex(2), abort(). Nothing else.
+ * May call: write(2), clock_gettime (vDSO), futex(2), sched_getaffinity(2),
+ * abort(). Nothing else.
  */
 #include <errno.h>
 #include <limits.h>
@@ -311,6 +312,23 @@ uint64_t mki_clock_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The CPUs this process may run on, counted once: sysconf would read
+ * /sys through stdio, which may allocate. */
+unsigned mki_cpu_count(void)
+{
+	static _Atomic unsigned count;
+	unsigned n = atomic_load_explicit(&count, memory_order_relaxed);
+	if (n)
+		return n;
+	unsigned long mask[1024 / (8 * sizeof(unsigned long))] = {0};
+	long bytes = syscall(SYS_sched_getaffinity, 0, sizeof(mask), mask);
+	for (long i = 0; i < bytes / (long)sizeof(mask[0]); i++)
+		n += (unsigned)__builtin_popcountl(mask[i]);
+	n = n ? n : 1;
+	atomic_store_explicit(&count, n, memory_order_relaxed);
+	return n;
 }
 
 bool mki_clock_due(_Atomic uint64_t *last, uint64_t period_ms)

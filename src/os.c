@@ -16,6 +16,20 @@
 struct mki_os_counters mki_os_count;
 static _Atomic uint32_t map_calls; /* for MEMKIT_FAIL_MMAP fault injection */
 
+/* Address space given back to the kernel (munmap, the old range of a
+ * mremap that moved) may come back at once to another thread's mmap or
+ * mremap. The kernel orders the two, but ThreadSanitizer does not see
+ * mremap and would take the new owner's first writes for a race with the
+ * old owner's last ones. Every change to the address space passes through
+ * this counter (acquire and release, one atomic add beside a system call),
+ * so the order is in the program's own memory model too. */
+static _Atomic uint64_t address_space_changes;
+
+static void address_space_order(void)
+{
+	atomic_fetch_add_explicit(&address_space_changes, 1, memory_order_acq_rel);
+}
+
 static bool injected_failure(void)
 {
 	uint32_t n = atomic_fetch_add_explicit(&map_calls, 1, memory_order_relaxed) + 1;
@@ -30,6 +44,7 @@ static int raw_map(size_t size, void **out)
 	atomic_fetch_add_explicit(&mki_os_count.mmap, 1, memory_order_relaxed);
 	if (p == MAP_FAILED)
 		return errno ? errno : ENOMEM;
+	address_space_order();
 	*out = p;
 	return 0;
 }
@@ -38,6 +53,7 @@ static void raw_unmap(void *addr, size_t size)
 {
 	if (!size)
 		return;
+	address_space_order();
 	munmap(addr, size);
 	atomic_fetch_add_explicit(&mki_os_count.munmap, 1, memory_order_relaxed);
 }
@@ -93,6 +109,7 @@ int mki_os_unmap_shared(void *addr, size_t size)
 int mki_os_unmap(void *addr, size_t size)
 {
 	size = mki_align_up(size, MKI_PAGE_SIZE);
+	address_space_order();
 	if (munmap(addr, size))
 		return errno;
 	atomic_fetch_add_explicit(&mki_os_count.munmap, 1, memory_order_relaxed);
@@ -117,10 +134,12 @@ int mki_os_remap(void *addr, size_t old_size, size_t new_size, bool may_move, vo
 {
 	if (injected_failure())
 		return ENOMEM;
+	address_space_order();
 	void *p = mremap(addr, old_size, new_size, may_move ? MREMAP_MAYMOVE : 0);
 	atomic_fetch_add_explicit(&mki_os_count.mremap, 1, memory_order_relaxed);
 	if (p == MAP_FAILED)
 		return errno;
+	address_space_order();
 	if (new_size > old_size)
 		atomic_fetch_add_explicit(&mki_os_count.mapped_bytes, new_size - old_size,
 					  memory_order_relaxed);

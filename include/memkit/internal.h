@@ -76,6 +76,8 @@ __attribute__((noreturn, format(printf, 1, 2))) void mki_fatal(const char *fmt, 
 /* environ lookup that works before the C runtime has set up anything */
 const char *mki_getenv(const char *name);
 uint64_t mki_clock_ms(void);
+/* the CPUs this process may run on (sched_getaffinity), at least 1 */
+unsigned mki_cpu_count(void);
 /* true for the one caller that finds `period_ms` gone since *last and moves
  * it to now: periodic work done by whichever thread comes first */
 bool mki_clock_due(_Atomic uint64_t *last, uint64_t period_ms);
@@ -489,9 +491,10 @@ void *mki_large_alloc(size_t size, size_t align, unsigned how);
 /* false if p is not a live large block */
 bool mki_large_free(void *p);
 size_t mki_large_usable(const void *p); /* 0 if not a large block */
-/* bumped whenever a large block is freed or moved (a thread's memory of a
- * block's size holds only while it has not changed) */
-extern _Atomic uint64_t mki_large_gen;
+/* a counter bumped whenever a large block that shares p's part of the
+ * table is freed, moved or resized (a thread's memory of a block's size
+ * holds only while it has not changed) */
+const _Atomic uint64_t *mki_large_gen_of(const void *p);
 /* p is not live but was among the last large blocks freed */
 bool mki_large_was_freed(const void *p);
 /* the live large block that contains p, or NULL: a scan, for error paths only */

@@ -216,6 +216,66 @@ static void test_large_cache_purges_unused_tail(void)
 	mk_malloc_trim(0);
 }
 
+/* A range one thread freed serves another thread's block: no new mapping
+ * (the cache is split in shards to spare threads each other's locks; a
+ * thread whose first shard has nothing looks in the others). */
+static void *allocate_one_mib(void *out)
+{
+	*(void **)out = mk_malloc(1 << 20);
+	return NULL;
+}
+
+static void test_large_range_reused_across_threads(void)
+{
+	struct mk_stats before, after;
+	void *theirs = NULL;
+	pthread_t t;
+	mk_malloc_trim(0);
+	void *mine = mk_malloc(1 << 20);
+	CHECK(mine != NULL);
+	mk_free(mine);
+	mk_stats_get(&before);
+	CHECK(pthread_create(&t, NULL, allocate_one_mib, &theirs) == 0 &&
+	      pthread_join(t, NULL) == 0);
+	mk_stats_get(&after);
+	CHECK(theirs == mine);
+	CHECK(after.sys_mmap == before.sys_mmap);
+	mk_free(theirs);
+	mk_malloc_trim(0);
+}
+
+/* Many large blocks live at once, freed in a scrambled order: the table of
+ * live blocks (open addressing, deletion by moving entries back) keeps
+ * finding every one, with its size. */
+static void test_large_table_churn(void)
+{
+	enum { N = 3000 };
+	static unsigned char *blocks[N];
+	const size_t size = 128 << 10;
+	for (int i = 0; i < N; i++) {
+		blocks[i] = mk_malloc(size + (size_t)(i % 7) * 4096);
+		CHECK(blocks[i] != NULL);
+		blocks[i][0] = (unsigned char)i;
+	}
+	for (int round = 0; round < 2; round++) {
+		for (int i = round; i < N; i += 2) { /* every other, in a scrambled order */
+			int j = (int)(((unsigned)i * 2654435761u) % N);
+			if (j % 2 != round || !blocks[j])
+				continue;
+			mk_free(blocks[j]);
+			blocks[j] = NULL;
+		}
+		for (int i = 0; i < N; i++)
+			if (blocks[i])
+				CHECK(mk_malloc_usable_size(blocks[i]) >=
+					  size + (size_t)(i % 7) * 4096 &&
+				      blocks[i][0] == (unsigned char)i);
+	}
+	for (int i = 0; i < N; i++)
+		mk_free(blocks[i]);
+	mk_malloc_trim(0);
+}
+
 static void test_mallopt_threshold(void)
 {
 	CHECK(mk_mallopt(M_MMAP_THRESHOLD, 64 * 1024) == 1);
@@ -327,6 +387,8 @@ int main(void)
 	test_large_grows_into_cache();
 	test_large_growing_takes_largest();
 	test_large_cache_purges_unused_tail();
+	test_large_range_reused_across_threads();
+	test_large_table_churn();
 	test_alignment();
 	test_mallopt_threshold();
 	test_free_keeps_errno();
