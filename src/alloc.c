@@ -436,9 +436,19 @@ static MKI_NOINLINE void free_other(struct mki_heap *h, struct mki_heap *owner, 
 	/* a dead thread's block goes straight back: its slab may then empty
 	 * and return to the buddy system, instead of being pinned by a thread
 	 * that may never allocate from this class again */
-	if (mki_likely(h != NULL && owner != &mki_heap_none)) {
-		recent_push(h, s->cls, b, tag);
-		return;
+	if (mki_likely(owner != &mki_heap_none)) {
+		/* A thread that only frees (a consumer) gets a heap too: its
+		 * frees then go back in runs from its recent lists, one atomic
+		 * push a run, and are counted in its own heap; without one,
+		 * every free was an atomic push and an atomic add on a count
+		 * that all such threads shared (16 threads of wl-prodcons on
+		 * 16 cores: 2.5x mimalloc's time). */
+		if (mki_unlikely(h == NULL))
+			h = mki_heap_get_slow();
+		if (mki_likely(h != NULL)) {
+			recent_push(h, s->cls, b, tag);
+			return;
+		}
 	}
 	if (h)
 		h->frees[s->cls]++;

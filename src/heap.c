@@ -227,6 +227,14 @@ void mki_heap_recent_turn(struct mki_heap *h, unsigned cls)
 	h->recent[cls] = NULL;
 	h->recent_room[cls] = (int32_t)mki_class_recent_max[cls];
 	give_back_list(h, old);
+	/* a thread that has not allocated from the class (a consumer) has no
+	 * use for the blocks it keeps: they go back too, and no more than a
+	 * half's worth keeps its owners' slabs from emptying */
+	if (!(h->alloc_classes & ((uint64_t)1 << cls))) {
+		old = h->older[cls];
+		h->older[cls] = NULL;
+		give_back_list(h, old);
+	}
 }
 
 static void flush_all_recent(struct mki_heap *h)
@@ -451,6 +459,7 @@ struct mki_heap *mki_heap_get_slow(void)
 			h->recent_room[cls] = (int32_t)mki_class_recent_max[cls];
 		}
 		h->dead = false;
+		h->alloc_classes = 0;
 		h->tid = (pid_t)syscall(SYS_gettid);
 		nr_heaps_live++;
 	}
@@ -517,6 +526,7 @@ void *mki_heap_alloc_slow(struct mki_heap *h, unsigned cls)
 		errno = ENOMEM;
 		return NULL;
 	}
+	h->alloc_classes |= (uint64_t)1 << cls;
 	if (h->older[cls]) /* alloc.c's take_block found the newer half empty */
 		return older_pop(h, cls);
 	if ((++h->slow_calls & 63) == 0) {

@@ -456,12 +456,17 @@ struct mki_heap {
 	 * 0, the thread's own blocks of the class go on the recent list too.
 	 * Indexed by any page's cls, MKI_CLS_NONE included (always 0). */
 	uint8_t shared[256];
+	/* classes this thread has allocated from since it took the heap
+	 * (set on the slow path, which a thread's first malloc of a class
+	 * takes): the others' recent lists are only a batch to give back */
+	uint64_t alloc_classes;
 	struct mki_heap *next_heap; /* all heaps, for stats */
 	uint64_t allocs[MKI_CLASSES_MAX], frees[MKI_CLASSES_MAX];
 	uint64_t slow_calls;
 	pid_t tid;
 	bool dead;
 };
+_Static_assert(MKI_CLASSES_MAX <= 64, "alloc_classes has a bit per class");
 extern __thread struct mki_heap *mki_tls_heap __attribute__((tls_model("initial-exec")));
 extern struct mki_slab mki_empty_slab;
 extern struct mki_heap mki_heap_none; /* owner of abandoned slabs: never a thread's */

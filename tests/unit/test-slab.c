@@ -196,6 +196,23 @@ static void *keep_one(void *arg)
  * thread's own blocks go straight to their slabs while its list of the
  * class is empty. A dead thread's slab has no class in its pages, so frees
  * into it go straight back instead. */
+/* A thread that never allocates frees MANY of main's blocks: it gets a heap
+ * (the frees are its own to batch and count), and it keeps no more than a
+ * half's worth of them, since it has no use for them. */
+static void *only_free_many(void *arg)
+{
+	(void)arg;
+	unsigned cls = mki_class_of(64);
+	uint32_t half = mki_class_recent_max[cls];
+	for (int i = 0; i < MANY; i++)
+		mk_free(many[i]);
+	struct mki_heap *h = mki_tls_heap;
+	CHECK(h != NULL);
+	if (h)
+		CHECK(list_length(h->recent[cls]) + list_length(h->older[cls]) <= half);
+	return NULL;
+}
+
 static void test_recent_lists(void)
 {
 	void *p = mk_malloc(64);
@@ -214,6 +231,10 @@ static void test_recent_lists(void)
 	for (int i = 0; i < MANY; i++)
 		many[i] = mk_malloc(64);
 	CHECK(pthread_create(&t, NULL, free_many, NULL) == 0);
+	CHECK(pthread_join(t, NULL) == 0);
+	for (int i = 0; i < MANY; i++)
+		many[i] = mk_malloc(64);
+	CHECK(pthread_create(&t, NULL, only_free_many, NULL) == 0);
 	CHECK(pthread_join(t, NULL) == 0);
 
 	void *orphan = NULL;
