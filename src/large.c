@@ -77,7 +77,8 @@ struct large_table { /* the live blocks whose addresses hash here */
 struct large_cache { /* freed ranges of the blocks some threads allocated */
 	mki_lock_t lock;
 	size_t n, bytes;
-	_Atomic size_t bytes_hint; /* bytes, for other threads to peek at without the lock */
+	size_t largest;		     /* no range is larger; exact after a take looked at all */
+	_Atomic size_t largest_hint; /* largest, for threads to peek at without the lock */
 	struct cached_map m[MKI_LARGE_CACHE];
 } __attribute__((aligned(64)));
 
@@ -120,7 +121,10 @@ static struct large_cache *cache_of(const void *range)
 
 /* Where a thread starts looking for a range: as many starting points as
  * CPUs (up to MKI_LARGE_SHARDS), taken by threads in turn, so that threads
- * running at once mostly take different locks first. */
+ * running at once mostly take different locks first. Not more: ranges are
+ * reused where searches start, and with 16 threads on 2 CPUs, 16 starting
+ * points left most shards' ranges idle past the purge window (twice the
+ * page faults). */
 static unsigned my_cache_shard(void)
 {
 	if (!my_cache_shard1) {
@@ -240,7 +244,7 @@ static void cache_advance_front(struct cached_map *m, size_t size)
 static bool cache_take_locked(struct large_cache *c, size_t size, size_t align, bool grows,
 			      void **addr, size_t *mapped)
 {
-	size_t pick = c->n;
+	size_t pick = c->n, largest = 0;
 	if (align > MKI_PAGE_SIZE)
 		return false;
 	/* the smallest that holds it; for a block that will grow, the largest,
@@ -252,6 +256,7 @@ static bool cache_take_locked(struct large_cache *c, size_t size, size_t align, 
 	 * theirs.) */
 	for (size_t i = 0; i < c->n; i++) {
 		const struct cached_map *m = &c->m[i], *best = &c->m[pick];
+		largest = m->size > largest ? m->size : largest;
 		if (m->size < size)
 			continue;
 		bool mine = grows && m->freer == &thread_tag;
@@ -261,9 +266,12 @@ static bool cache_take_locked(struct large_cache *c, size_t size, size_t align, 
 		if (pick == c->n || (mine && !pick_mine) || (mine == pick_mine && fits_better))
 			pick = i;
 	}
-	if (pick == c->n)
+	if (pick == c->n) {
+		c->largest = largest;
 		return false;
+	}
 	struct cached_map *m = &c->m[pick];
+	bool was_largest = m->size == largest;
 	*addr = m->addr;
 	if (m->size - size >= mki_opt.mmap_threshold) {
 		*mapped = size;
@@ -273,6 +281,12 @@ static bool cache_take_locked(struct large_cache *c, size_t size, size_t align, 
 		*m = c->m[--c->n];
 	}
 	c->bytes -= *mapped;
+	c->largest = largest;
+	if (was_largest) { /* it may have been the only one that large */
+		c->largest = 0;
+		for (size_t i = 0; i < c->n; i++)
+			c->largest = c->m[i].size > c->largest ? c->m[i].size : c->largest;
+	}
 	return true;
 }
 
@@ -345,6 +359,7 @@ static unsigned cache_put_locked(struct large_cache *c, void *addr, size_t size,
 				m->clean_from = m->hot_end;
 			}
 			m->size += size;
+			c->largest = m->size > c->largest ? m->size : c->largest;
 			m->since_ms = mki_clock_ms();
 			m->freer = &thread_tag;
 			c->bytes += size;
@@ -369,6 +384,7 @@ static unsigned cache_put_locked(struct large_cache *c, void *addr, size_t size,
 	char *end = (char *)addr + size;
 	c->m[c->n++] = (struct cached_map){addr, size, now, now, addr, end, &thread_tag};
 	c->bytes += size;
+	c->largest = size > c->largest ? size : c->largest;
 	purge_idle_locked(c, now);
 	return n;
 }
@@ -429,18 +445,38 @@ static void cache_lock(struct large_cache *c)
 
 static void cache_unlock(struct large_cache *c)
 {
-	atomic_store_explicit(&c->bytes_hint, c->bytes, memory_order_relaxed);
+	atomic_store_explicit(&c->largest_hint, c->n ? c->largest : 0, memory_order_relaxed);
 	mki_unlock(&c->lock);
 }
 
 /* A cached range for `size` bytes: the first shard that has one, from the
- * thread's own on. */
+ * thread's own on, passing over (for a second round) shards whose lock
+ * another thread holds, so that threads do not queue behind each other's
+ * searches. A shard whose ranges are all smaller is not locked at all. */
 static bool cache_take(unsigned own, size_t size, size_t align, bool grows, void **addr,
 		       size_t *mapped)
 {
+	uint32_t busy = 0;
 	for (unsigned i = 0; i < MKI_LARGE_SHARDS; i++) {
-		struct large_cache *c = &caches[(own + i) & (MKI_LARGE_SHARDS - 1)];
-		if (atomic_load_explicit(&c->bytes_hint, memory_order_relaxed) < size)
+		unsigned k = (own + i) & (MKI_LARGE_SHARDS - 1);
+		struct large_cache *c = &caches[k];
+		if (atomic_load_explicit(&c->largest_hint, memory_order_relaxed) < size)
+			continue;
+		if (i && !mki_trylock(&c->lock)) {
+			busy |= (uint32_t)1 << k;
+			continue;
+		}
+		if (!i)
+			cache_lock(c);
+		bool found = cache_take_locked(c, size, align, grows, addr, mapped);
+		cache_unlock(c);
+		if (found)
+			return true;
+	}
+	for (unsigned k = 0; busy; k++, busy >>= 1) {
+		struct large_cache *c = &caches[k];
+		if (!(busy & 1) ||
+		    atomic_load_explicit(&c->largest_hint, memory_order_relaxed) < size)
 			continue;
 		cache_lock(c);
 		bool found = cache_take_locked(c, size, align, grows, addr, mapped);
@@ -630,7 +666,7 @@ size_t mki_large_purge(bool force)
 	uint64_t now = mki_clock_ms();
 	for (struct large_cache *c = caches; c < caches + MKI_LARGE_SHARDS; c++) {
 		size_t n = 0;
-		if (!atomic_load_explicit(&c->bytes_hint, memory_order_relaxed))
+		if (!atomic_load_explicit(&c->largest_hint, memory_order_relaxed))
 			continue;
 		cache_lock(c);
 		for (size_t i = 0; i < c->n;) {
