@@ -427,6 +427,24 @@ static MKI_COLD MKI_NOIPA void bad_slab_pointer(const char *what, struct mki_sla
 	mki_fatal("%s of invalid pointer %p", what, p);
 }
 
+/* A thread that only frees (a consumer) gets a heap too, once it has freed
+ * CONSUMER_FREES of other heaps' blocks: its frees then go back in runs from
+ * its recent lists, one atomic push a run, and are counted in its own heap.
+ * Without one, every free was an atomic push and an atomic add on a count
+ * that all such threads shared (16 threads of wl-prodcons on 16 cores took
+ * 2.5x mimalloc's time). Not at the first such free: glibc frees a detached
+ * thread's TLS (which its creator allocated) after the key destructors have
+ * run, and a heap made then would never be given up. */
+#define CONSUMER_FREES 64
+static __thread uint32_t heapless_frees_seen __attribute__((tls_model("initial-exec")));
+
+static struct mki_heap *consumer_heap(void)
+{
+	if (mki_tls_heap_gone || ++heapless_frees_seen < CONSUMER_FREES)
+		return NULL;
+	return mki_heap_get_slow();
+}
+
 /* A free of a block of another heap's slab (or of an object cache's). */
 static MKI_NOINLINE void free_other(struct mki_heap *h, struct mki_heap *owner, struct mki_slab *s,
 				    struct mki_block *b, uintptr_t tag)
@@ -437,14 +455,8 @@ static MKI_NOINLINE void free_other(struct mki_heap *h, struct mki_heap *owner, 
 	 * and return to the buddy system, instead of being pinned by a thread
 	 * that may never allocate from this class again */
 	if (mki_likely(owner != &mki_heap_none)) {
-		/* A thread that only frees (a consumer) gets a heap too: its
-		 * frees then go back in runs from its recent lists, one atomic
-		 * push a run, and are counted in its own heap; without one,
-		 * every free was an atomic push and an atomic add on a count
-		 * that all such threads shared (16 threads of wl-prodcons on
-		 * 16 cores: 2.5x mimalloc's time). */
 		if (mki_unlikely(h == NULL))
-			h = mki_heap_get_slow();
+			h = consumer_heap();
 		if (mki_likely(h != NULL)) {
 			recent_push(h, s->cls, b, tag);
 			return;

@@ -50,6 +50,7 @@
 #include "memkit/internal.h"
 
 __thread struct mki_heap *mki_tls_heap __attribute__((tls_model("initial-exec")));
+__thread bool mki_tls_heap_gone __attribute__((tls_model("initial-exec")));
 struct mki_slab mki_empty_slab;
 struct mki_heap mki_heap_none;
 
@@ -339,8 +340,10 @@ static void heap_thread_exit(void *arg)
 	mki_lock(&heaps_lock);
 	heap_abandon_locked(h);
 	mki_unlock(&heaps_lock);
-	if (mki_tls_heap == h)
+	if (mki_tls_heap == h) {
 		mki_tls_heap = NULL;
+		mki_tls_heap_gone = true;
+	}
 }
 
 /* Take a slab a dead thread left behind. */

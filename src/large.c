@@ -2,8 +2,8 @@
  * notes say glibc does above 128 KiB, so that freeing one gives it back to
  * the OS. Two things glibc does not do:
  *
- * - Freed mappings wait in a small cache (MKI_LARGE_CACHE entries, each at
- *   most MKI_LARGE_CACHE_MAX bytes) for MEMKIT_DECAY_MS, so a loop that
+ * - Freed mappings wait in a cache (each at most MKI_LARGE_CACHE_MAX bytes)
+ *   for MEMKIT_DECAY_MS, so a loop that
  *   allocates and frees a 1 MiB buffer makes no system call per iteration;
  *   the part of a range not reused for MKI_LARGE_PURGE_MS gives its pages
  *   back meanwhile.
@@ -17,13 +17,14 @@
  *   address that is not a live large block is caught, never trusted; and
  *   the block needs no header: the pointer is the page-aligned mapping.
  *
- * Both are sharded so that threads do not queue on one lock: the table by
- * address (MKI_LARGE_SHARDS parts, each its own lock), the cache by thread
- * (a thread allocates from its own part and a freed range goes back to the
- * part of the thread that allocated it, where it is wanted again; a thread
- * whose part has nothing that fits takes from the others before it maps
- * new memory). With one cache for all, 16 threads of wl-random spent their
- * time on its lock and on page faults: 64 ranges were too few for them.
+ * Both are split in MKI_LARGE_SHARDS parts, each with its own lock, so
+ * that threads do not queue on one: the table by a hash of the address,
+ * the cache by 64 MiB region of address space (neighbouring ranges meet
+ * in one part and join). A thread looks for a range from its own starting
+ * part on, through all of them before it maps new memory. With one cache
+ * of 64 ranges for all, 16 threads of wl-random on 16 cores took 8x
+ * glibc's time: evicted ranges were mapped and faulted in again, and every
+ * large block went through one lock.
  *
  * Locks: a table shard's lock may be held while taking a cache shard's
  * (realloc growing into the range after a block), never the other way;
@@ -34,9 +35,9 @@
 #include <string.h>
 #include "memkit/internal.h"
 
-#define MKI_LARGE_CACHE	      256
+#define MKI_LARGE_CACHE	      256		  /* ranges a shard */
 #define MKI_LARGE_CACHE_MAX   ((size_t)64 << 20)  /* one mapping */
-#define MKI_LARGE_CACHE_TOTAL ((size_t)256 << 20) /* all of them */
+#define MKI_LARGE_CACHE_TOTAL ((size_t)256 << 20) /* all of a shard's */
 #ifndef MKI_LARGE_PURGE_MS
 #define MKI_LARGE_PURGE_MS 10 /* idle cached ranges give their pages back */
 #endif

@@ -468,6 +468,10 @@ struct mki_heap {
 };
 _Static_assert(MKI_CLASSES_MAX <= 64, "alloc_classes has a bit per class");
 extern __thread struct mki_heap *mki_tls_heap __attribute__((tls_model("initial-exec")));
+/* the thread's heap was given up at its exit: what it frees later (glibc
+ * frees a detached thread's TLS after the key destructors ran) must not
+ * make it a new one, which no destructor would give up */
+extern __thread bool mki_tls_heap_gone __attribute__((tls_model("initial-exec")));
 extern struct mki_slab mki_empty_slab;
 extern struct mki_heap mki_heap_none; /* owner of abandoned slabs: never a thread's */
 /* a free by a thread that does not own the slab: lock-free push, and the
