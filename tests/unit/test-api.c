@@ -205,7 +205,7 @@ static void test_large_cache_purges_unused_tail(void)
 		CHECK(p == a); /* the front, again and again */
 		memset(p, 2, used);
 		mk_free(p);
-		struct timespec ts = {0, 12 * 1000 * 1000};
+		struct timespec ts = {0, 12L * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
 	CHECK(mincore(a, big, vec) == 0);
@@ -280,9 +280,9 @@ static void test_mallopt_threshold(void)
 {
 	CHECK(mk_mallopt(M_MMAP_THRESHOLD, 64 * 1024) == 1);
 	struct mk_stats st;
-	void *p = mk_malloc(100 * 1024);
+	void *p = mk_malloc((size_t)100 * 1024);
 	CHECK(mk_stats_get(&st) == 0);
-	CHECK(st.mmap_threshold == 64 * 1024);
+	CHECK(st.mmap_threshold == (size_t)64 * 1024);
 	CHECK(st.large_live >= 1);
 	mk_free(p);
 	CHECK(mk_mallopt(M_MMAP_THRESHOLD, 128 * 1024) == 1);

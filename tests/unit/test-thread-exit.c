@@ -8,6 +8,7 @@
  * frees others' blocks (a consumer) gets a heap, which its exit gives up. */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <time.h>
 #include "memkit.h"
@@ -62,7 +63,7 @@ static size_t live_heaps_settled(size_t want)
 {
 	size_t n = live_heaps();
 	for (int i = 0; i < 500 && n > want; i++) {
-		struct timespec ts = {0, 10 * 1000 * 1000};
+		struct timespec ts = {0, 10L * 1000 * 1000};
 		nanosleep(&ts, NULL);
 		n = live_heaps();
 	}
@@ -85,7 +86,7 @@ int main(void)
 		CHECK(pthread_create(&t, &attr, touch_and_exit, (i & 1) ? &attr : NULL) == 0);
 	}
 	while (atomic_load(&finished) < DETACHED) {
-		struct timespec ts = {0, 1000 * 1000};
+		struct timespec ts = {0, 1000L * 1000};
 		nanosleep(&ts, NULL);
 	}
 	CHECK(live_heaps_settled(base) == base);
@@ -95,10 +96,11 @@ int main(void)
 	atomic_store(&finished, 0);
 	for (int i = 0; i < CONSUMERS; i++) {
 		pthread_t t;
-		CHECK(pthread_create(&t, &attr, consume_some_and_exit, consumed + i * EACH) == 0);
+		CHECK(pthread_create(&t, &attr, consume_some_and_exit,
+				     consumed + (ptrdiff_t)i * EACH) == 0);
 	}
 	while (atomic_load(&finished) < CONSUMERS) {
-		struct timespec ts = {0, 1000 * 1000};
+		struct timespec ts = {0, 1000L * 1000};
 		nanosleep(&ts, NULL);
 	}
 	CHECK(live_heaps_settled(base) == base);
