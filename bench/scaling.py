@@ -42,6 +42,11 @@ def parse_args():
         ap.error("--threads takes numbers separated by commas; allocators NAME=LIB")
     if any(len(x) != 2 for x in a.allocs) or not a.threads or a.runs < 1:
         ap.error("allocators are NAME=LIB (LIB a .so or glibc); --threads and --runs positive")
+    if not os.access(os.path.join(a.bench_dir, "measure"), os.X_OK):
+        ap.error("%s/measure not found: build the workloads first (make -C bench)" % a.bench_dir)
+    for name, lib in a.allocs:
+        if lib != "glibc" and not os.path.isfile(lib):
+            ap.error("%s: %s not found" % (name, lib))
     return a
 
 
