@@ -57,17 +57,36 @@ static size_t live_heaps(void)
 	return st.threads;
 }
 
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, ms % 1000 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+}
+
 /* The heaps of exited threads are given up a little after they signal
  * `finished`; a heap made too late stays live for good. */
 static size_t live_heaps_settled(size_t want)
 {
 	size_t n = live_heaps();
 	for (int i = 0; i < 500 && n > want; i++) {
-		struct timespec ts = {0, 10L * 1000 * 1000};
-		nanosleep(&ts, NULL);
+		sleep_ms(10);
 		n = live_heaps();
 	}
 	return n;
+}
+
+/* n detached threads started `fn` (each gets arg + i * step); waits until
+ * all have said they finished */
+static void run_detached(pthread_attr_t *attr, int n, void *(*fn)(void *), char *arg,
+			 ptrdiff_t step)
+{
+	atomic_store(&finished, 0);
+	for (int i = 0; i < n; i++) {
+		pthread_t t;
+		CHECK(pthread_create(&t, attr, fn, arg ? arg + i * step : NULL) == 0);
+	}
+	while (atomic_load(&finished) < n)
+		sleep_ms(1);
 }
 
 int main(void)
@@ -80,29 +99,15 @@ int main(void)
 	pthread_attr_t attr;
 	CHECK(pthread_attr_init(&attr) == 0);
 	CHECK(pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0);
-	for (int i = 0; i < DETACHED; i++) {
-		pthread_t t;
-		/* half of them allocate (and have a heap), half never do */
-		CHECK(pthread_create(&t, &attr, touch_and_exit, (i & 1) ? &attr : NULL) == 0);
-	}
-	while (atomic_load(&finished) < DETACHED) {
-		struct timespec ts = {0, 1000L * 1000};
-		nanosleep(&ts, NULL);
-	}
+	/* half of them allocate (and have a heap), half never do */
+	run_detached(&attr, DETACHED / 2, touch_and_exit, NULL, 0);
+	run_detached(&attr, DETACHED / 2, touch_and_exit, (char *)&attr, 0);
 	CHECK(live_heaps_settled(base) == base);
 
 	for (int i = 0; i < CONSUMED; i++)
 		CHECK((consumed[i] = malloc(48)) != NULL);
-	atomic_store(&finished, 0);
-	for (int i = 0; i < CONSUMERS; i++) {
-		pthread_t t;
-		CHECK(pthread_create(&t, &attr, consume_some_and_exit,
-				     consumed + (ptrdiff_t)i * EACH) == 0);
-	}
-	while (atomic_load(&finished) < CONSUMERS) {
-		struct timespec ts = {0, 1000L * 1000};
-		nanosleep(&ts, NULL);
-	}
+	run_detached(&attr, CONSUMERS, consume_some_and_exit, (char *)consumed,
+		     (ptrdiff_t)(EACH * sizeof(void *)));
 	CHECK(live_heaps_settled(base) == base);
 
 	for (int i = 0; i < CONSUMED; i++)
