@@ -19,6 +19,13 @@ enum { DETACHED = 400, CONSUMED = 1000, CONSUMERS = 8, EACH = CONSUMED / CONSUME
 static _Atomic int finished;
 static void *consumed[CONSUMED];
 
+static size_t live_heaps(void)
+{
+	struct mk_stats st;
+	mk_stats_get(&st);
+	return st.threads;
+}
+
 static void *touch_and_exit(void *arg)
 {
 	/* volatile: the compiler may not drop a malloc/free pair it sees */
@@ -27,8 +34,6 @@ static void *touch_and_exit(void *arg)
 	atomic_fetch_add(&finished, 1);
 	return NULL;
 }
-
-static size_t live_heaps(void);
 
 /* a detached consumer: it gets a heap, gives it up at its exit, and its
  * TLS, freed after that, must not make it another */
@@ -48,13 +53,6 @@ static void *consume(void *arg)
 	for (int i = 0; i < CONSUMED; i++)
 		free(consumed[i]);
 	return (void *)live_heaps();
-}
-
-static size_t live_heaps(void)
-{
-	struct mk_stats st;
-	mk_stats_get(&st);
-	return st.threads;
 }
 
 static void sleep_ms(long ms)
