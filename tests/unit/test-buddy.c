@@ -117,6 +117,39 @@ static void test_trim_releases_chunks(void)
 	CHECK(st.buddy_free_bytes == st.buddy_purged_bytes);
 }
 
+static size_t dirty_free_mib(void)
+{
+	struct mk_stats st;
+	stats(&st);
+	return (st.buddy_free_bytes - st.buddy_purged_bytes) >> 20;
+}
+
+/* Freed pages stay resident for reuse, up to 256 MiB (python3 frees more
+ * than 100 MiB at once and allocates it again within milliseconds); past
+ * that they go back to the OS at once, down to 48 MiB. */
+static void test_dirty_limit(void)
+{
+	enum { ORDER = 8, N = 300 }; /* 1 MiB blocks */
+	static void *p[N];
+	size_t block = (size_t)MKI_PAGE_SIZE << ORDER;
+	mk_malloc_trim(0);
+	for (int round = 0; round < 2; round++) {
+		int n = round ? N : 128;
+		for (int i = 0; i < n; i++) {
+			CHECK((p[i] = mk_pages_alloc(ORDER)) != NULL);
+			memset(p[i], 1, block);
+		}
+		for (int i = 0; i < n; i++)
+			mk_pages_free(p[i], ORDER);
+		size_t dirty = dirty_free_mib();
+		if (round == 0)
+			CHECK(dirty >= 128); /* kept: under the limit */
+		else
+			CHECK(dirty <= 48 + (N - 256)); /* purged down to 48 MiB at 256 */
+		mk_malloc_trim(0);
+	}
+}
+
 int main(void)
 {
 	mki_init();
@@ -124,5 +157,6 @@ int main(void)
 	test_split_leaves_one_per_order();
 	test_random_merge();
 	test_trim_releases_chunks();
+	test_dirty_limit();
 	return check_done("test-buddy");
 }
