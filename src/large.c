@@ -35,9 +35,9 @@
 #include <string.h>
 #include "memkit/internal.h"
 
-#define MKI_LARGE_CACHE	      256		  /* ranges a shard */
-#define MKI_LARGE_CACHE_MAX   ((size_t)64 << 20)  /* one mapping */
-#define MKI_LARGE_CACHE_TOTAL ((size_t)256 << 20) /* all of a shard's */
+#define MKI_LARGE_CACHE	      256		 /* ranges a shard */
+#define MKI_LARGE_CACHE_MAX   ((size_t)64 << 20) /* one mapping */
+#define MKI_LARGE_CACHE_TOTAL ((size_t)64 << 20) /* all of a shard's: 1 GiB in all */
 #ifndef MKI_LARGE_PURGE_MS
 #define MKI_LARGE_PURGE_MS 10 /* idle cached ranges give their pages back */
 #endif
