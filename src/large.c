@@ -454,6 +454,20 @@ static void cache_unlock(struct large_cache *c)
  * thread's own on, passing over (for a second round) shards whose lock
  * another thread holds, so that threads do not queue behind each other's
  * searches. A shard whose ranges are all smaller is not locked at all. */
+static bool may_fit(const struct large_cache *c, size_t size)
+{
+	return atomic_load_explicit(&c->largest_hint, memory_order_relaxed) >= size;
+}
+
+/* cache_take_locked on a shard whose lock the caller took */
+static bool cache_take_and_unlock(struct large_cache *c, size_t size, size_t align, bool grows,
+				  void **addr, size_t *mapped)
+{
+	bool found = cache_take_locked(c, size, align, grows, addr, mapped);
+	cache_unlock(c);
+	return found;
+}
+
 static bool cache_take(unsigned own, size_t size, size_t align, bool grows, void **addr,
 		       size_t *mapped)
 {
@@ -461,28 +475,23 @@ static bool cache_take(unsigned own, size_t size, size_t align, bool grows, void
 	for (unsigned i = 0; i < MKI_LARGE_SHARDS; i++) {
 		unsigned k = (own + i) & (MKI_LARGE_SHARDS - 1);
 		struct large_cache *c = &caches[k];
-		if (atomic_load_explicit(&c->largest_hint, memory_order_relaxed) < size)
+		if (!may_fit(c, size))
 			continue;
-		if (i && !mki_trylock(&c->lock)) {
+		if (i == 0) {
+			cache_lock(c);
+		} else if (!mki_trylock(&c->lock)) {
 			busy |= (uint32_t)1 << k;
 			continue;
 		}
-		if (!i)
-			cache_lock(c);
-		bool found = cache_take_locked(c, size, align, grows, addr, mapped);
-		cache_unlock(c);
-		if (found)
+		if (cache_take_and_unlock(c, size, align, grows, addr, mapped))
 			return true;
 	}
 	for (unsigned k = 0; busy; k++, busy >>= 1) {
 		struct large_cache *c = &caches[k];
-		if (!(busy & 1) ||
-		    atomic_load_explicit(&c->largest_hint, memory_order_relaxed) < size)
+		if (!(busy & 1) || !may_fit(c, size))
 			continue;
 		cache_lock(c);
-		bool found = cache_take_locked(c, size, align, grows, addr, mapped);
-		cache_unlock(c);
-		if (found)
+		if (cache_take_and_unlock(c, size, align, grows, addr, mapped))
 			return true;
 	}
 	return false;
@@ -667,7 +676,7 @@ size_t mki_large_purge(bool force)
 	uint64_t now = mki_clock_ms();
 	for (struct large_cache *c = caches; c < caches + MKI_LARGE_SHARDS; c++) {
 		size_t n = 0;
-		if (!atomic_load_explicit(&c->largest_hint, memory_order_relaxed))
+		if (!may_fit(c, 1)) /* empty */
 			continue;
 		cache_lock(c);
 		for (size_t i = 0; i < c->n;) {
