@@ -502,6 +502,7 @@ static struct mki_slab *find_slab(struct mki_heap *h, unsigned cls)
 		if (!s && (s = mki_slab_reuse(cls, h)) != NULL)
 			atomic_fetch_add_explicit(&class_slabs[cls], 1, memory_order_relaxed);
 		if (!s) {
+			mki_slab_give_back_kept(cls, mki_class_order[cls]);
 			s = mki_slab_new(mki_class_size[cls], mki_class_order[cls], (uint8_t)cls,
 					 h);
 			if (!s)

@@ -98,6 +98,24 @@ static void list_add_locked(struct mki_page *pg, unsigned order)
 	update_dirty_hint_locked();
 }
 
+/* A block known to be purged goes to the tail, behind those that may be
+ * resident: a list's head tells whether it holds resident pages at all. */
+static void list_add_tail_locked(struct mki_page *pg, unsigned order)
+{
+	struct mki_page *head = &free_area[order];
+	if (!head->lru.next)
+		list_init();
+	pg->lru.prev = head->lru.prev;
+	pg->lru.next = head;
+	head->lru.prev->lru.next = pg;
+	head->lru.prev = pg;
+	nr_free[order]++;
+	free_pages_total += (size_t)1 << order;
+	if (!(pg->flags & MKI_PF_DIRTY))
+		clean_free_pages += (size_t)1 << order;
+	update_dirty_hint_locked();
+}
+
 static void list_del_locked(struct mki_page *pg, unsigned order)
 {
 	pg->lru.prev->lru.next = pg->lru.next;
@@ -135,7 +153,10 @@ static void set_free_block_locked(struct mki_chunk *c, size_t i, unsigned order,
 	pg->stamp = stamp;
 	pg->npages = 0;
 	pg->head = (uint32_t)i;
-	list_add_locked(pg, order);
+	if (dirty)
+		list_add_locked(pg, order);
+	else
+		list_add_tail_locked(pg, order);
 	c->free_pages += 1u << order;
 }
 
@@ -252,13 +273,48 @@ static void mark_allocated(struct mki_chunk *c, size_t i, size_t npages, enum mk
 	}
 }
 
+/* The order to take a block of `order` pages from: the smallest whose list
+ * holds a block that may be resident, else the smallest with any block;
+ * MKI_ORDERS if none. Pages already faulted in serve before purged ones,
+ * even if a larger block is split for it: a purged block costs a page fault
+ * per page touched and as much RSS as new memory. */
+static unsigned pick_order_locked(unsigned order, bool *resident)
+{
+	unsigned smallest = MKI_ORDERS;
+	for (unsigned k = order; k <= MKI_MAX_ORDER; k++) {
+		if (list_empty(k))
+			continue;
+		if (free_area[k].lru.next->flags & MKI_PF_DIRTY) {
+			*resident = true;
+			return k;
+		}
+		if (smallest == MKI_ORDERS)
+			smallest = k;
+	}
+	*resident = false;
+	return smallest;
+}
+
+bool mki_pages_resident_free(unsigned order)
+{
+	bool resident;
+	/* enough free pages that may be resident: most likely one block is
+	 * large enough (a peek without the lock, which many threads making
+	 * slabs at once would queue on) */
+	if (atomic_load_explicit(&dirty_hint, memory_order_relaxed) >= (size_t)4 << order)
+		return true;
+	mki_lock(&page_lock);
+	pick_order_locked(order, &resident);
+	mki_unlock(&page_lock);
+	return resident;
+}
+
 /* Take a free block of exactly `order`, splitting a larger one if needed:
  * each split puts the upper half on the list one order down. */
 static struct mki_chunk *take_block_locked(unsigned order, size_t *index, bool *clean)
 {
-	unsigned k = order;
-	while (k <= MKI_MAX_ORDER && list_empty(k))
-		k++;
+	bool resident;
+	unsigned k = pick_order_locked(order, &resident);
 	if (k > MKI_MAX_ORDER) {
 		if (!chunk_new_locked())
 			return NULL;
@@ -485,9 +541,9 @@ static size_t purge_block_locked(struct mki_page *pg, unsigned order)
 	size_t bytes = (size_t)1 << (order + MKI_PAGE_SHIFT);
 	if (mki_os_purge(c->base + (i << MKI_PAGE_SHIFT), bytes))
 		return 0;
+	list_del_locked(pg, order);
 	pg->flags &= (uint16_t)~MKI_PF_DIRTY;
-	clean_free_pages += (size_t)1 << order;
-	update_dirty_hint_locked();
+	list_add_tail_locked(pg, order);
 	return bytes;
 }
 
@@ -495,9 +551,15 @@ static size_t purge_order_locked(unsigned order, uint32_t now, bool force)
 {
 	size_t bytes = 0;
 	struct mki_page *head = &free_area[order];
-	for (struct mki_page *pg = head->lru.next; pg && pg != head; pg = pg->lru.next)
-		if ((pg->flags & MKI_PF_DIRTY) && decayed(pg, now, force))
+	/* the dirty blocks lie ahead of the clean ones, where a purged one goes */
+	for (struct mki_page *pg = head->lru.next; pg && pg != head;) {
+		struct mki_page *next = pg->lru.next;
+		if (!(pg->flags & MKI_PF_DIRTY))
+			break;
+		if (decayed(pg, now, force))
 			bytes += purge_block_locked(pg, order);
+		pg = next;
+	}
 	return bytes;
 }
 
@@ -661,10 +723,17 @@ int mki_page_check(void)
 	int bad = 0;
 	size_t listed[MKI_ORDERS] = {0}, found[MKI_ORDERS] = {0};
 	mki_lock(&page_lock);
-	for (unsigned k = 0; k <= MKI_MAX_ORDER; k++)
+	for (unsigned k = 0; k <= MKI_MAX_ORDER; k++) {
+		bool purged_seen = false;
 		for (struct mki_page *pg = free_area[k].lru.next; pg && pg != &free_area[k];
-		     pg = pg->lru.next)
+		     pg = pg->lru.next) {
 			listed[k]++;
+			bool dirty = pg->flags & MKI_PF_DIRTY;
+			if (dirty && purged_seen)
+				bad = 4; /* a resident block behind a purged one */
+			purged_seen |= !dirty;
+		}
+	}
 	for (struct mki_chunk *c = chunk_list; c && !bad; c = c->next) {
 		size_t free_pages = 0;
 		for (size_t i = 0; i < MKI_CHUNK_PAGES && !bad;) {

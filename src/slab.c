@@ -208,6 +208,34 @@ struct mki_slab *mki_slab_reuse(unsigned cls, struct mki_heap *owner)
 	return s;
 }
 
+/* A slab of class cls and `order` is about to be made and the buddy system
+ * has no resident block for it: a kept empty slab of another class, of
+ * that order or larger, goes back first, so that its pages (resident) serve
+ * instead of new ones faulted in beside it. sqlite3 fills its page cache
+ * (4608-byte blocks) after freeing hundreds of thousands of 48-byte ones:
+ * the slabs kept for the 48-byte class sat resident while the cache grew
+ * into new pages. */
+void mki_slab_give_back_kept(unsigned cls, unsigned order)
+{
+	unsigned from = MKI_CLASSES_MAX;
+	for (unsigned k = 0; k < mki_class_count && from == MKI_CLASSES_MAX; k++)
+		if (k != cls && mki_class_order[k] >= order &&
+		    atomic_load_explicit(&nempty[k], memory_order_relaxed))
+			from = k;
+	if (from == MKI_CLASSES_MAX || mki_pages_resident_free(order))
+		return;
+	mki_lock(&desc_lock);
+	struct mki_slab *s = empty_slabs[from];
+	if (s) {
+		empty_slabs[from] = s->next;
+		atomic_fetch_sub_explicit(&nempty[from], 1, memory_order_relaxed);
+		empty_bytes -= slab_bytes(s);
+	}
+	mki_unlock(&desc_lock);
+	if (s)
+		slab_delete_idle(s, s->idle_since);
+}
+
 void mki_slab_expire_empty(bool force)
 {
 	if (!force && !mki_clock_due(&last_expire_ms, mki_opt.decay_ms / 8))

@@ -228,6 +228,8 @@ static inline void *mki_page_addr(struct mki_chunk *c, struct mki_page *pg)
  * whether it is known to be zero-filled. NULL + ENOMEM. */
 void *mki_pages_alloc(unsigned order, enum mki_page_kind kind, bool *zero);
 void mki_pages_free(void *p, unsigned order);
+/* whether a free block of 2^order pages or more may hold resident pages */
+bool mki_pages_resident_free(unsigned order);
 /* the same for pages unused since `since` (mki_clock_ms): the decay counts
  * from then */
 void mki_pages_free_idle(void *p, unsigned order, uint32_t since);
@@ -392,6 +394,9 @@ void mki_slab_delete(struct mki_slab *s);
 void mki_slab_put_empty(struct mki_slab *s);
 /* a kept empty slab of class cls made over to owner, or NULL */
 struct mki_slab *mki_slab_reuse(unsigned cls, struct mki_heap *owner);
+/* before a new slab of class cls takes pages that are not resident, a kept
+ * empty slab of another class gives back its own */
+void mki_slab_give_back_kept(unsigned cls, unsigned order);
 /* delete the kept empty slabs idle for a quarter of the decay time (looking
  * at most every eighth of it), or all of them if force */
 void mki_slab_expire_empty(bool force);

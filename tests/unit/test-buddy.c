@@ -150,6 +150,33 @@ static void test_dirty_limit(void)
 	}
 }
 
+/* A block that may be resident is taken before a purged one, even from a
+ * larger order: a purged block costs as many page faults, and as much RSS,
+ * as new memory. A purged 8-page block and a resident 16-page one are free;
+ * an 8-page request takes the resident one. */
+static void test_resident_first(void)
+{
+	const size_t page = MKI_PAGE_SIZE;
+	bool zero;
+	mk_malloc_trim(0);
+	char *a = mki_run_alloc(32, 5, &zero);
+	char *r = mki_run_alloc(16, 4, &zero);
+	CHECK(a && r);
+	memset(a, 1, 32 * page);
+	CHECK(mki_run_shrink(r, 8));  /* its upper half free, beside a live half */
+	mk_malloc_trim(0);	      /* and purged */
+	CHECK(mki_run_shrink(a, 16)); /* its upper half free and resident */
+	CHECK(mki_pages_resident_free(3));
+	char *q = mk_pages_alloc(3);
+	CHECK(q == a + 16 * page);
+	CHECK(mki_page_check() == 0); /* the resident ahead of the purged on each list */
+	mk_pages_free(q, 3);
+	mki_run_free(a);
+	mki_run_free(r);
+	mk_malloc_trim(0);
+	CHECK(!mki_pages_resident_free(0));
+}
+
 int main(void)
 {
 	mki_init();
@@ -158,5 +185,6 @@ int main(void)
 	test_random_merge();
 	test_trim_releases_chunks();
 	test_dirty_limit();
+	test_resident_first();
 	return check_done("test-buddy");
 }

@@ -357,9 +357,41 @@ static void test_dead_heap_reclaim_notice(void)
 		mk_free(dh_blocks[i]);
 }
 
+/* A new slab takes the pages of an emptied slab of another class, kept for
+ * its own class, before pages that are not resident: three slabs of
+ * 48-byte blocks empty, the buddy system's free pages are purged, and the
+ * first slab of 2560-byte blocks lies where one of them was. Run first,
+ * before other tests leave slabs of that class. */
+static void test_kept_slab_given_back(void)
+{
+	enum { N = 4000 };
+	static uintptr_t was[N];
+	unsigned small = mki_class_of(48), big = mki_class_of(2560);
+	uintptr_t mask = ((uintptr_t)MKI_PAGE_SIZE << mki_class_order[small]) - 1;
+	CHECK(mki_class_order[small] >= mki_class_order[big]);
+	for (int i = 0; i < N; i++) {
+		char *p = mk_malloc(48);
+		memset(p, 1, 48);
+		was[i] = (uintptr_t)p;
+	}
+	for (int i = 0; i < N; i++) {
+		mk_free((void *)was[i]);
+		was[i] &= ~mask;
+	}
+	mki_page_purge(true);
+	CHECK(!mki_pages_resident_free(mki_class_order[big]));
+	char *q = mk_malloc(2560);
+	bool reused = false;
+	for (int i = 0; i < N; i++)
+		reused |= ((uintptr_t)q & ~mask) == was[i];
+	CHECK(reused);
+	mk_free(q);
+}
+
 int main(void)
 {
 	mki_init();
+	test_kept_slab_given_back();
 	test_cache_lists();
 	test_cache_bad_args();
 	test_size_classes();
