@@ -15,7 +15,9 @@
  * (MADV_DONTNEED: the range stays, the pages go), and wholly free chunks are
  * unmapped (all but one, kept purged against thrashing). A free block
  * remembers whether it may hold resident pages (MKI_PF_DIRTY): a clean
- * block is known to read as zeros, which calloc uses.
+ * block is known to read as zeros, which calloc uses. Dirty blocks sit at
+ * the heads of the lists, clean ones at the tails, and an allocation takes
+ * resident pages before purged ones (pick_order_locked).
  *
  * Locking: one lock, page_lock, guards the free lists, the chunk list and
  * every FREE page descriptor. Functions named *_locked expect it held.
