@@ -84,6 +84,16 @@ static void list_init(void)
 		free_area[k].lru.next = free_area[k].lru.prev = &free_area[k];
 }
 
+/* the counts of a block just put on list `order` */
+static void list_count_added_locked(const struct mki_page *pg, unsigned order)
+{
+	nr_free[order]++;
+	free_pages_total += (size_t)1 << order;
+	if (!(pg->flags & MKI_PF_DIRTY))
+		clean_free_pages += (size_t)1 << order;
+	update_dirty_hint_locked();
+}
+
 static void list_add_locked(struct mki_page *pg, unsigned order)
 {
 	struct mki_page *head = &free_area[order];
@@ -93,11 +103,7 @@ static void list_add_locked(struct mki_page *pg, unsigned order)
 	pg->lru.prev = head;
 	head->lru.next->lru.prev = pg;
 	head->lru.next = pg;
-	nr_free[order]++;
-	free_pages_total += (size_t)1 << order;
-	if (!(pg->flags & MKI_PF_DIRTY))
-		clean_free_pages += (size_t)1 << order;
-	update_dirty_hint_locked();
+	list_count_added_locked(pg, order);
 }
 
 /* A block known to be purged goes to the tail, behind those that may be
@@ -111,11 +117,7 @@ static void list_add_tail_locked(struct mki_page *pg, unsigned order)
 	pg->lru.next = head;
 	head->lru.prev->lru.next = pg;
 	head->lru.prev = pg;
-	nr_free[order]++;
-	free_pages_total += (size_t)1 << order;
-	if (!(pg->flags & MKI_PF_DIRTY))
-		clean_free_pages += (size_t)1 << order;
-	update_dirty_hint_locked();
+	list_count_added_locked(pg, order);
 }
 
 static void list_del_locked(struct mki_page *pg, unsigned order)

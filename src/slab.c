@@ -187,10 +187,9 @@ void mki_slab_put_empty(struct mki_slab *s)
 	mki_slab_delete(s);
 }
 
-struct mki_slab *mki_slab_reuse(unsigned cls, struct mki_heap *owner)
+/* the newest kept empty slab of class cls, off the list; NULL if none */
+static struct mki_slab *kept_pop(unsigned cls)
 {
-	if (!atomic_load_explicit(&nempty[cls], memory_order_relaxed))
-		return NULL;
 	mki_lock(&desc_lock);
 	struct mki_slab *s = empty_slabs[cls];
 	if (s) {
@@ -199,6 +198,14 @@ struct mki_slab *mki_slab_reuse(unsigned cls, struct mki_heap *owner)
 		empty_bytes -= slab_bytes(s);
 	}
 	mki_unlock(&desc_lock);
+	return s;
+}
+
+struct mki_slab *mki_slab_reuse(unsigned cls, struct mki_heap *owner)
+{
+	if (!atomic_load_explicit(&nempty[cls], memory_order_relaxed))
+		return NULL;
+	struct mki_slab *s = kept_pop(cls);
 	if (!s)
 		return NULL;
 	/* carved anew from its first slot: the pages touched before are the
@@ -228,14 +235,7 @@ void mki_slab_give_back_kept(unsigned cls, unsigned order)
 			from = k;
 	if (from == MKI_CLASSES_MAX || mki_pages_resident_free(order))
 		return;
-	mki_lock(&desc_lock);
-	struct mki_slab *s = empty_slabs[from];
-	if (s) {
-		empty_slabs[from] = s->next;
-		atomic_fetch_sub_explicit(&nempty[from], 1, memory_order_relaxed);
-		empty_bytes -= slab_bytes(s);
-	}
-	mki_unlock(&desc_lock);
+	struct mki_slab *s = kept_pop(from);
 	if (s)
 		slab_delete_idle(s, s->idle_since);
 }
