@@ -84,9 +84,14 @@ static void list_init(void)
 		free_area[k].lru.next = free_area[k].lru.prev = &free_area[k];
 }
 
-/* the counts of a block just put on list `order` */
-static void list_count_added_locked(const struct mki_page *pg, unsigned order)
+/* Link a free block into list `order` right after `at` (the list head, or
+ * its last block), and count it. */
+static void list_link_locked(struct mki_page *pg, unsigned order, struct mki_page *at)
 {
+	pg->lru.next = at->lru.next;
+	pg->lru.prev = at;
+	at->lru.next->lru.prev = pg;
+	at->lru.next = pg;
 	nr_free[order]++;
 	free_pages_total += (size_t)1 << order;
 	if (!(pg->flags & MKI_PF_DIRTY))
@@ -94,30 +99,15 @@ static void list_count_added_locked(const struct mki_page *pg, unsigned order)
 	update_dirty_hint_locked();
 }
 
+/* A block that may be resident goes to the head of its list, one known to
+ * be purged to the tail: a list's head tells whether it holds resident
+ * pages at all. */
 static void list_add_locked(struct mki_page *pg, unsigned order)
 {
 	struct mki_page *head = &free_area[order];
 	if (!head->lru.next)
 		list_init();
-	pg->lru.next = head->lru.next;
-	pg->lru.prev = head;
-	head->lru.next->lru.prev = pg;
-	head->lru.next = pg;
-	list_count_added_locked(pg, order);
-}
-
-/* A block known to be purged goes to the tail, behind those that may be
- * resident: a list's head tells whether it holds resident pages at all. */
-static void list_add_tail_locked(struct mki_page *pg, unsigned order)
-{
-	struct mki_page *head = &free_area[order];
-	if (!head->lru.next)
-		list_init();
-	pg->lru.prev = head->lru.prev;
-	pg->lru.next = head;
-	head->lru.prev->lru.next = pg;
-	head->lru.prev = pg;
-	list_count_added_locked(pg, order);
+	list_link_locked(pg, order, (pg->flags & MKI_PF_DIRTY) ? head : head->lru.prev);
 }
 
 static void list_del_locked(struct mki_page *pg, unsigned order)
@@ -157,10 +147,7 @@ static void set_free_block_locked(struct mki_chunk *c, size_t i, unsigned order,
 	pg->stamp = stamp;
 	pg->npages = 0;
 	pg->head = (uint32_t)i;
-	if (dirty)
-		list_add_locked(pg, order);
-	else
-		list_add_tail_locked(pg, order);
+	list_add_locked(pg, order);
 	c->free_pages += 1u << order;
 }
 
@@ -547,7 +534,7 @@ static size_t purge_block_locked(struct mki_page *pg, unsigned order)
 		return 0;
 	list_del_locked(pg, order);
 	pg->flags &= (uint16_t)~MKI_PF_DIRTY;
-	list_add_tail_locked(pg, order);
+	list_add_locked(pg, order); /* to the tail, with the purged */
 	return bytes;
 }
 

@@ -228,7 +228,8 @@ static inline void *mki_page_addr(struct mki_chunk *c, struct mki_page *pg)
  * whether it is known to be zero-filled. NULL + ENOMEM. */
 void *mki_pages_alloc(unsigned order, enum mki_page_kind kind, bool *zero);
 void mki_pages_free(void *p, unsigned order);
-/* whether a free block of 2^order pages or more may hold resident pages */
+/* whether a free block of 2^order pages or more may hold resident pages;
+ * answered without the lock (and so only likely) when many free pages may */
 bool mki_pages_resident_free(unsigned order);
 /* the same for pages unused since `since` (mki_clock_ms): the decay counts
  * from then */

@@ -358,11 +358,11 @@ static void test_dead_heap_reclaim_notice(void)
 }
 
 /* A new slab takes the pages of an emptied slab of another class, kept for
- * its own class, before pages that are not resident: three slabs of
- * 48-byte blocks empty, the buddy system's free pages are purged, and the
- * first slab of 2560-byte blocks lies where one of them was (fifteen slabs:
- * a class gives back only when it keeps several). Run first,
- * before other tests leave slabs of that class. */
+ * its own class, before pages that are not resident: fifteen slabs of
+ * 48-byte blocks empty (a class gives back only when it keeps several), the
+ * buddy system's free pages are purged, and the first slab of 2560-byte
+ * blocks lies where one of them was. Run first, before other tests leave
+ * slabs of that class. */
 static void test_kept_slab_given_back(void)
 {
 	enum { N = 20000 };
