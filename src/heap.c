@@ -39,7 +39,8 @@
  * periodic sweep frees those that became empty, so memory of dead threads
  * is reused or returned, never stranded.
  *
- * Lock order: heaps_lock -> abandoned_lock -> page_lock -> meta_lock.
+ * Lock order: heaps_lock -> an abandoned list's lock (one at a time) ->
+ * page_lock -> meta_lock.
  * May call: slab.c, page.c, meta.c, libc.c; pthread_{key_create,setspecific}.
  */
 #include <errno.h>
@@ -58,9 +59,14 @@ static mki_lock_t heaps_lock = MKI_LOCK_INIT;
 static struct mki_heap *all_heaps;
 static size_t nr_heaps_live, nr_heaps_abandoned;
 
-static mki_lock_t abandoned_lock = MKI_LOCK_INIT;
-static struct mki_slab *abandoned[MKI_CLASSES_MAX];
-static _Atomic size_t nr_abandoned_slabs;
+/* A dead thread's slabs with live blocks, per class, each list with its
+ * own lock: with one lock for all, 16 threads coming and going on 16 cores
+ * (wl-threads) waited on it for a third of its two million acquisitions. */
+static struct abandoned_list {
+	mki_lock_t lock;
+	struct mki_slab *head;
+	_Atomic uint32_t n; /* slabs on it, for a peek without the lock */
+} __attribute__((aligned(64))) abandoned[MKI_CLASSES_MAX];
 static _Atomic size_t class_slabs[MKI_CLASSES_MAX];
 static _Atomic uint64_t heapless_frees[MKI_CLASSES_MAX];
 
@@ -288,7 +294,21 @@ static void drain_reclaim(struct mki_heap *h)
 
 /* ------------------------------------------------------------ abandonment */
 
-static void abandon_slab(struct mki_slab *s)
+static void abandoned_add_locked(struct abandoned_list *a, struct mki_slab *s)
+{
+	list_push(&a->head, s);
+	atomic_fetch_add_explicit(&a->n, 1, memory_order_relaxed);
+}
+
+static void abandoned_del_locked(struct abandoned_list *a, struct mki_slab *s)
+{
+	list_del(&a->head, s);
+	atomic_fetch_sub_explicit(&a->n, 1, memory_order_relaxed);
+}
+
+/* A slab of a heap given up: an empty one is put away at once, one with
+ * live blocks goes on *chain (linked by next) for the abandoned lists. */
+static void abandon_slab(struct mki_slab *s, struct mki_slab **chain)
 {
 	mki_slab_collect(s);
 	if (!s->used) {
@@ -299,20 +319,33 @@ static void abandon_slab(struct mki_slab *s)
 	mki_slab_set_owner(s, &mki_heap_none);
 	atomic_fetch_and_explicit(&s->thread_free, ~MKI_TF_FULL, memory_order_relaxed);
 	s->state = MKI_SLAB_ABANDONED;
-	mki_lock(&abandoned_lock);
-	list_push(&abandoned[s->cls], s);
-	mki_unlock(&abandoned_lock);
-	atomic_fetch_add_explicit(&nr_abandoned_slabs, 1, memory_order_relaxed);
+	s->next = *chain;
+	*chain = s;
 }
 
-static void abandon_list(struct mki_slab *list)
+static void abandon_list(struct mki_slab *list, struct mki_slab **chain)
 {
 	while (list) {
 		struct mki_slab *next = list->next;
 		list->next = list->prev = NULL;
-		abandon_slab(list);
+		abandon_slab(list, chain);
 		list = next;
 	}
+}
+
+/* A class's slabs go to its list under one lock, not one lock a slab. */
+static void abandon_chain(unsigned cls, struct mki_slab *chain)
+{
+	if (!chain)
+		return;
+	struct abandoned_list *a = &abandoned[cls];
+	mki_lock(&a->lock);
+	while (chain) {
+		struct mki_slab *next = chain->next;
+		abandoned_add_locked(a, chain);
+		chain = next;
+	}
+	mki_unlock(&a->lock);
 }
 
 /* Everything the heap owns goes to the abandoned lists; the heap itself is
@@ -323,8 +356,10 @@ static void heap_abandon_locked(struct mki_heap *h)
 	drain_reclaim(h); /* before the walk: it may move slabs between the lists */
 	for (unsigned cls = 0; cls < mki_class_count; cls++) {
 		struct mki_bin *bin = &h->bins[cls];
-		abandon_list(bin->partial);
-		abandon_list(bin->full);
+		struct mki_slab *chain = NULL;
+		abandon_list(bin->partial, &chain);
+		abandon_list(bin->full, &chain);
+		abandon_chain(cls, chain);
 		bin->partial = bin->full = NULL;
 		h->direct[cls] = &mki_empty_slab;
 	}
@@ -346,19 +381,35 @@ static void heap_thread_exit(void *arg)
 	}
 }
 
+/* A dead thread's slab is worth taking over only with a free slot: one
+ * whose blocks are all still live (handed to another thread that frees
+ * them later, as in wl-threads) would go straight to the new owner's full
+ * list, to be abandoned again when that thread exits; 16 threads on 16
+ * cores passed such slabs around, one lock each, two million times a run.
+ * Under the list's lock, which keeps free and carved still (the sweep and
+ * adopters change them only under it). */
+#define ADOPT_LOOK 8 /* slabs looked at */
+static bool abandoned_has_room(const struct mki_slab *s)
+{
+	return s->free || s->carved < s->capacity ||
+	       (atomic_load_explicit(&s->thread_free, memory_order_relaxed) & ~MKI_TF_FULL);
+}
+
 /* Take a slab a dead thread left behind. */
 static struct mki_slab *adopt_slab(struct mki_heap *h, unsigned cls)
 {
-	if (!atomic_load_explicit(&nr_abandoned_slabs, memory_order_relaxed))
+	struct abandoned_list *a = &abandoned[cls];
+	if (!atomic_load_explicit(&a->n, memory_order_relaxed))
 		return NULL;
-	mki_lock(&abandoned_lock);
-	struct mki_slab *s = abandoned[cls];
+	mki_lock(&a->lock);
+	struct mki_slab *s = a->head;
+	for (unsigned n = 0; s && !abandoned_has_room(s); n++)
+		s = n < ADOPT_LOOK ? s->next : NULL;
 	if (s)
-		list_del(&abandoned[cls], s);
-	mki_unlock(&abandoned_lock);
+		abandoned_del_locked(a, s);
+	mki_unlock(&a->lock);
 	if (!s)
 		return NULL;
-	atomic_fetch_sub_explicit(&nr_abandoned_slabs, 1, memory_order_relaxed);
 	mki_slab_set_owner(s, h);
 	s->state = MKI_SLAB_PARTIAL;
 	mki_slab_collect(s);
@@ -366,6 +417,7 @@ static struct mki_slab *adopt_slab(struct mki_heap *h, unsigned cls)
 }
 
 #define DEAD_DRAIN_MS 100
+#define COLLECT_MS    10 /* the sweep of abandoned slabs */
 
 /* A remote free that read a slab's owner just before that thread exited
  * can push the slab on the dead heap's reclaim stack after the heap's last
@@ -406,25 +458,33 @@ static void drain_dead_heaps(bool force)
 /* Abandoned slabs that remote frees emptied go back to the buddy system. */
 void mki_heap_collect_abandoned(bool force)
 {
+	/* The sweep walks every abandoned slab: at most every COLLECT_MS, not
+	 * at every thread's 64th slow call (with 16 threads on 16 cores, the
+	 * walk held the lock that the others queued on). */
+	static _Atomic uint64_t last_collect_ms;
 	drain_dead_heaps(force);
+	if (!force && !mki_clock_due(&last_collect_ms, COLLECT_MS))
+		return;
 	struct mki_slab *empty = NULL;
-	mki_lock(&abandoned_lock);
 	for (unsigned cls = 0; cls < mki_class_count; cls++) {
-		struct mki_slab *s = abandoned[cls];
+		struct abandoned_list *a = &abandoned[cls];
+		if (!atomic_load_explicit(&a->n, memory_order_relaxed))
+			continue;
+		mki_lock(&a->lock);
+		struct mki_slab *s = a->head;
 		while (s) {
 			struct mki_slab *next = s->next;
 			mki_slab_collect(s);
 			if (!s->used) {
-				list_del(&abandoned[cls], s);
+				abandoned_del_locked(a, s);
 				list_push(&empty, s);
 			}
 			s = next;
 		}
+		mki_unlock(&a->lock);
 	}
-	mki_unlock(&abandoned_lock);
 	while (empty) {
 		struct mki_slab *next = empty->next;
-		atomic_fetch_sub_explicit(&nr_abandoned_slabs, 1, memory_order_relaxed);
 		atomic_fetch_sub_explicit(&class_slabs[empty->cls], 1, memory_order_relaxed);
 		mki_slab_put_empty(empty);
 		empty = next;
@@ -606,12 +666,14 @@ void mki_heap_stats(struct mk_stats *st)
 void mki_heap_fork_prepare(void)
 {
 	mki_lock_before_fork(&heaps_lock);
-	mki_lock_before_fork(&abandoned_lock);
+	for (unsigned cls = 0; cls < MKI_CLASSES_MAX; cls++)
+		mki_lock_before_fork(&abandoned[cls].lock);
 }
 
 void mki_heap_fork_parent(void)
 {
-	mki_unlock_after_fork(&abandoned_lock);
+	for (unsigned cls = MKI_CLASSES_MAX; cls-- > 0;)
+		mki_unlock_after_fork(&abandoned[cls].lock);
 	mki_unlock_after_fork(&heaps_lock);
 }
 
@@ -621,7 +683,8 @@ void mki_heap_fork_parent(void)
  * the child, which stays correct. */
 void mki_heap_fork_child(void)
 {
-	mki_lock_reset(&abandoned_lock);
+	for (unsigned cls = 0; cls < MKI_CLASSES_MAX; cls++)
+		mki_lock_reset(&abandoned[cls].lock);
 	mki_lock_reset(&heaps_lock);
 	if (mki_tls_heap)
 		mki_tls_heap->tid = (pid_t)syscall(SYS_gettid);

@@ -275,8 +275,9 @@ static void test_stale_reclaim_notice(void)
 
 /* A remote free that read a slab's owner just before that thread exited
  * pushes the slab on the dead heap's reclaim stack, after the heap's last
- * drain (heap.c, drain_dead_heaps). Made by hand: thread A fills a slab and
- * exits, the late notice is pushed the way notify_owner does, thread B
+ * drain (heap.c, drain_dead_heaps). Made by hand: thread A fills a slab,
+ * frees one block of it and exits, the late notice is pushed the way
+ * notify_owner does, thread B
  * adopts the slab and fills it; a remote free then finds the slab's notice
  * flag set and tells B nothing, unless the periodic sweep drained the dead
  * heap's stack (and cleared the flag, or announced the slab to B). */
@@ -302,6 +303,12 @@ static void *dh_thread_a(void *arg)
 	while (dh_count < DH_MAX && (dh_blocks[dh_count] = mk_malloc(DH_SIZE)) &&
 	       slab_holding(dh_blocks[dh_count]) == dh_slab)
 		dh_count++;
+	/* one slot free again: only a slab with room is taken over */
+	if (dh_count > 1 && dh_count < DH_MAX) {
+		mk_free(dh_blocks[dh_count - 1]);
+		dh_blocks[dh_count - 1] = dh_blocks[dh_count];
+		dh_count--;
+	}
 	dh_heap_a = mki_tls_heap;
 	return NULL; /* exits: its heap dies, its slabs are abandoned */
 }
@@ -389,6 +396,67 @@ static void test_kept_slab_given_back(void)
 	mk_free(q);
 }
 
+/* A dead thread's slab whose blocks are all live (handed to another
+ * thread) is not taken over: the next thread's malloc leaves it abandoned.
+ * Once one of its blocks is freed, the next thread takes it over and gets
+ * that block. 3000-byte blocks: a class no other test uses. */
+enum { FA_SIZE = 3000, FA_MAX = 4096 };
+static void *fa_blocks[FA_MAX];
+static size_t fa_count;
+static struct mki_slab *fa_slab;
+
+static void *fa_fill(void *arg)
+{
+	(void)arg;
+	fa_blocks[0] = mk_malloc(FA_SIZE);
+	fa_slab = slab_holding(fa_blocks[0]);
+	fa_count = 1;
+	while (fa_count < FA_MAX && (fa_blocks[fa_count] = mk_malloc(FA_SIZE)) &&
+	       slab_holding(fa_blocks[fa_count]) == fa_slab)
+		fa_count++;
+	if (fa_count < FA_MAX)
+		mk_free(fa_blocks[fa_count]); /* the first block of the next slab */
+	return NULL;			      /* exits: fa_slab, full, is abandoned */
+}
+
+struct fa_arg {
+	void *p;
+	bool taken; /* fa_slab was this thread's when it had allocated */
+};
+
+static void *fa_malloc_once(void *arg)
+{
+	struct fa_arg *a = arg;
+	a->p = mk_malloc(FA_SIZE);
+	/* while this thread lives: a slab it took over is its own */
+	a->taken = atomic_load(&fa_slab->owner) == mki_tls_heap;
+	/* freed here: its slab, if not fa_slab, empties and is not abandoned */
+	mk_free(a->p);
+	return NULL;
+}
+
+static void test_full_abandoned_slab_left(void)
+{
+	pthread_t t;
+	struct fa_arg a = {0};
+	CHECK(pthread_create(&t, NULL, fa_fill, NULL) == 0);
+	CHECK(pthread_join(t, NULL) == 0);
+	CHECK(fa_slab && fa_count > 1 && fa_count < FA_MAX);
+	if (!fa_slab || fa_count < 2 || fa_count >= FA_MAX)
+		return;
+	CHECK(fa_slab->state == MKI_SLAB_ABANDONED);
+	CHECK(pthread_create(&t, NULL, fa_malloc_once, &a) == 0);
+	CHECK(pthread_join(t, NULL) == 0);
+	CHECK(a.p && slab_holding(a.p) != fa_slab && !a.taken);
+	mk_free(fa_blocks[fa_count / 2]); /* a slot of fa_slab free again */
+	CHECK(pthread_create(&t, NULL, fa_malloc_once, &a) == 0);
+	CHECK(pthread_join(t, NULL) == 0);
+	CHECK(a.p == fa_blocks[fa_count / 2] && a.taken);
+	for (size_t i = 0; i < fa_count; i++)
+		if (i != fa_count / 2)
+			mk_free(fa_blocks[i]);
+}
+
 int main(void)
 {
 	mki_init();
@@ -400,5 +468,6 @@ int main(void)
 	test_recent_lists();
 	test_stale_reclaim_notice();
 	test_dead_heap_reclaim_notice();
+	test_full_abandoned_slab_left();
 	return check_done("test-slab");
 }
