@@ -40,7 +40,7 @@
  * is reused or returned, never stranded.
  *
  * Lock order: heaps_lock -> an abandoned list's lock (one at a time) ->
- * page_lock -> meta_lock.
+ * a page.c zone's lock -> meta_lock.
  * May call: slab.c, page.c, meta.c, libc.c; pthread_{key_create,setspecific}.
  */
 #include <errno.h>

@@ -19,9 +19,19 @@
  * the heads of the lists, clean ones at the tails, and an allocation takes
  * resident pages before purged ones (pick_order_locked).
  *
- * Locking: one lock, page_lock, guards the free lists, the chunk list and
- * every FREE page descriptor. Functions named *_locked expect it held.
- * Lock order: heap locks -> page_lock -> meta_lock.
+ * Zones: the free lists, chunks and counts are split in up to MKI_ZONES
+ * zones (one a CPU), each with its own lock, as the kernel splits memory in
+ * zones with a lock each: a thread allocates from its own zone, and a block
+ * goes back to the zone of its chunk. Only when its zone has no block large
+ * enough does a thread look in the others, before it maps a new chunk. With
+ * one lock for all, 16 threads of wl-random on 16 cores found it taken in
+ * 90 % of 536 k acquisitions.
+ *
+ * Locking: a zone's lock guards its free lists, its chunk list and every
+ * FREE page descriptor of its chunks. Functions named *_locked expect the
+ * lock of the zone they are given (or of the chunk's zone) held; at most one
+ * zone lock is held at a time.
+ * Lock order: heap locks -> a zone's lock -> meta_lock.
  *
  * May call: os.c, meta.c, libc.c.
  */
@@ -33,17 +43,60 @@
 
 struct mki_chunk *_Atomic *_Atomic mki_radix[1u << MKI_RADIX_L1_BITS];
 
-static mki_lock_t page_lock = MKI_LOCK_INIT;
-static struct mki_page free_area[MKI_ORDERS]; /* list heads (lru links only) */
-static size_t nr_free[MKI_ORDERS];
-static size_t clean_free_pages; /* free and purged: not resident */
-static size_t free_pages_total;
-static _Atomic size_t
-    dirty_hint; /* free_pages_total - clean_free_pages, for a peek without the lock */
+#define MKI_ZONES 8
 
-static void update_dirty_hint_locked(void)
+struct zone {
+	mki_lock_t lock;
+	struct mki_page free_area[MKI_ORDERS]; /* list heads (lru links only) */
+	size_t nr_free[MKI_ORDERS];
+	size_t clean_free_pages; /* free and purged: not resident */
+	size_t free_pages_total;
+	/* free_pages_total - clean_free_pages, for a peek without the lock */
+	_Atomic size_t dirty_hint;
+	struct mki_chunk *chunk_list;
+	_Atomic size_t nr_chunks; /* written under the lock, peeked at without */
+} __attribute__((aligned(64)));
+
+static struct zone zones[MKI_ZONES];
+static _Atomic unsigned nr_zones_plus1; /* 0: not counted yet */
+static _Atomic unsigned next_zone;
+static __thread unsigned my_zone_plus1 __attribute__((tls_model("initial-exec")));
+
+/* As many zones as CPUs, up to MKI_ZONES. */
+static unsigned zone_count(void)
 {
-	atomic_store_explicit(&dirty_hint, free_pages_total - clean_free_pages,
+	unsigned n = atomic_load_explicit(&nr_zones_plus1, memory_order_relaxed);
+	if (mki_unlikely(!n)) {
+		n = mki_cpu_count();
+		n = (n < MKI_ZONES ? n : MKI_ZONES) + 1;
+		atomic_store_explicit(&nr_zones_plus1, n, memory_order_relaxed);
+	}
+	return n - 1;
+}
+
+/* The thread's zone, taken in turn by threads at their first allocation. */
+static struct zone *my_zone(void)
+{
+	if (mki_unlikely(!my_zone_plus1))
+		my_zone_plus1 =
+		    atomic_fetch_add_explicit(&next_zone, 1, memory_order_relaxed) % zone_count() +
+		    1;
+	return &zones[my_zone_plus1 - 1];
+}
+
+static struct zone *zone_of(const struct mki_chunk *c)
+{
+	return &zones[c->zone];
+}
+
+static size_t zone_chunks(struct zone *z)
+{
+	return atomic_load_explicit(&z->nr_chunks, memory_order_relaxed);
+}
+
+static void update_dirty_hint_locked(struct zone *z)
+{
+	atomic_store_explicit(&z->dirty_hint, z->free_pages_total - z->clean_free_pages,
 			      memory_order_relaxed);
 }
 /* Free memory that may be resident is kept for the decay time, but never
@@ -52,8 +105,6 @@ static void update_dirty_hint_locked(void)
  * malloc again; the purge then goes down to MKI_DIRTY_KEEP. */
 #define MKI_DIRTY_MAX_PAGES  ((size_t)(256u << 20) >> MKI_PAGE_SHIFT)
 #define MKI_DIRTY_KEEP_PAGES ((size_t)(48u << 20) >> MKI_PAGE_SHIFT)
-static struct mki_chunk *chunk_list;
-static size_t nr_chunks;
 static _Atomic uint64_t last_purge_ms;
 
 static void purge_excess(void);
@@ -65,11 +116,15 @@ static int radix_set(struct mki_chunk *c, struct mki_chunk *value)
 	uintptr_t n = (uintptr_t)c->base >> MKI_CHUNK_SHIFT;
 	_Atomic(struct mki_chunk * _Atomic *) *slot = &mki_radix[n >> MKI_RADIX_L2_BITS];
 	struct mki_chunk *_Atomic *l2 = atomic_load_explicit(slot, memory_order_acquire);
-	if (!l2) {
-		l2 = mki_meta_alloc(sizeof(*l2) << MKI_RADIX_L2_BITS);
-		if (!l2)
+	if (!l2) { /* two zones may map chunks in one region at once */
+		struct mki_chunk *_Atomic *fresh = mki_meta_alloc(sizeof(*l2) << MKI_RADIX_L2_BITS);
+		if (!fresh)
 			return ENOMEM;
-		atomic_store_explicit(slot, l2, memory_order_release); /* under page_lock */
+		if (atomic_compare_exchange_strong_explicit(slot, &l2, fresh, memory_order_acq_rel,
+							    memory_order_acquire))
+			l2 = fresh;
+		else
+			mki_meta_free(fresh, sizeof(*l2) << MKI_RADIX_L2_BITS);
 	}
 	atomic_store_explicit(&l2[n & ((1u << MKI_RADIX_L2_BITS) - 1)], value,
 			      memory_order_release);
@@ -78,53 +133,55 @@ static int radix_set(struct mki_chunk *c, struct mki_chunk *value)
 
 /* ------------------------------------------------------------ free lists */
 
-static void list_init(void)
+static void list_init(struct zone *z)
 {
 	for (int k = 0; k < MKI_ORDERS; k++)
-		free_area[k].lru.next = free_area[k].lru.prev = &free_area[k];
+		z->free_area[k].lru.next = z->free_area[k].lru.prev = &z->free_area[k];
 }
 
 /* Link a free block into list `order` right after `at` (the list head, or
  * its last block), and count it. */
-static void list_link_locked(struct mki_page *pg, unsigned order, struct mki_page *at)
+static void list_link_locked(struct zone *z, struct mki_page *pg, unsigned order,
+			     struct mki_page *at)
 {
 	pg->lru.next = at->lru.next;
 	pg->lru.prev = at;
 	at->lru.next->lru.prev = pg;
 	at->lru.next = pg;
-	nr_free[order]++;
-	free_pages_total += (size_t)1 << order;
+	z->nr_free[order]++;
+	z->free_pages_total += (size_t)1 << order;
 	if (!(pg->flags & MKI_PF_DIRTY))
-		clean_free_pages += (size_t)1 << order;
-	update_dirty_hint_locked();
+		z->clean_free_pages += (size_t)1 << order;
+	update_dirty_hint_locked(z);
 }
 
 /* A block that may be resident goes to the head of its list, one known to
  * be purged to the tail: a list's head tells whether it holds resident
  * pages at all. */
-static void list_add_locked(struct mki_page *pg, unsigned order)
+static void list_add_locked(struct zone *z, struct mki_page *pg, unsigned order)
 {
-	struct mki_page *head = &free_area[order];
+	struct mki_page *head = &z->free_area[order];
 	if (!head->lru.next)
-		list_init();
-	list_link_locked(pg, order, (pg->flags & MKI_PF_DIRTY) ? head : head->lru.prev);
+		list_init(z);
+	list_link_locked(z, pg, order, (pg->flags & MKI_PF_DIRTY) ? head : head->lru.prev);
 }
 
-static void list_del_locked(struct mki_page *pg, unsigned order)
+static void list_del_locked(struct zone *z, struct mki_page *pg, unsigned order)
 {
 	pg->lru.prev->lru.next = pg->lru.next;
 	pg->lru.next->lru.prev = pg->lru.prev;
 	pg->lru.next = pg->lru.prev = NULL;
-	nr_free[order]--;
-	free_pages_total -= (size_t)1 << order;
+	z->nr_free[order]--;
+	z->free_pages_total -= (size_t)1 << order;
 	if (!(pg->flags & MKI_PF_DIRTY))
-		clean_free_pages -= (size_t)1 << order;
-	update_dirty_hint_locked();
+		z->clean_free_pages -= (size_t)1 << order;
+	update_dirty_hint_locked(z);
 }
 
-static bool list_empty(unsigned order)
+static bool list_empty(const struct zone *z, unsigned order)
 {
-	return !free_area[order].lru.next || free_area[order].lru.next == &free_area[order];
+	return !z->free_area[order].lru.next ||
+	       z->free_area[order].lru.next == &z->free_area[order];
 }
 
 /* A free head records its own index (in `head`), which leads back to the
@@ -147,7 +204,7 @@ static void set_free_block_locked(struct mki_chunk *c, size_t i, unsigned order,
 	pg->stamp = stamp;
 	pg->npages = 0;
 	pg->head = (uint32_t)i;
-	list_add_locked(pg, order);
+	list_add_locked(zone_of(c), pg, order);
 	c->free_pages += 1u << order;
 }
 
@@ -170,7 +227,7 @@ static void free_block_locked(struct mki_chunk *c, size_t i, unsigned order, boo
 		struct mki_page *bp = &c->pages[buddy];
 		if (!is_free_head(bp, order))
 			break;
-		list_del_locked(bp, order);
+		list_del_locked(zone_of(c), bp, order);
 		c->free_pages -= 1u << order;
 		dirty |= bp->flags & MKI_PF_DIRTY;
 		if ((int32_t)(bp->stamp - stamp) > 0)
@@ -201,7 +258,7 @@ static void free_range_locked(struct mki_chunk *c, size_t start, size_t end, boo
 
 /* ------------------------------------------------------------ chunks */
 
-static struct mki_chunk *chunk_new_locked(void)
+static struct mki_chunk *chunk_new_locked(struct zone *z)
 {
 	void *base;
 	struct mki_chunk *c;
@@ -211,13 +268,14 @@ static struct mki_chunk *chunk_new_locked(void)
 	if (!c)
 		goto out_unmap;
 	c->base = base;
+	c->zone = (uint8_t)(z - zones);
 	if (radix_set(c, c))
 		goto out_free_meta;
-	c->next = chunk_list;
-	if (chunk_list)
-		chunk_list->prev = c;
-	chunk_list = c;
-	nr_chunks++;
+	c->next = z->chunk_list;
+	if (z->chunk_list)
+		z->chunk_list->prev = c;
+	z->chunk_list = c;
+	atomic_store_explicit(&z->nr_chunks, zone_chunks(z) + 1, memory_order_relaxed);
 	set_free_block_locked(c, 0, MKI_MAX_ORDER, false, (uint32_t)mki_clock_ms());
 	return c;
 
@@ -230,15 +288,16 @@ out_unmap:
 
 static void chunk_release_locked(struct mki_chunk *c)
 {
-	list_del_locked(&c->pages[0], MKI_MAX_ORDER);
+	struct zone *z = zone_of(c);
+	list_del_locked(z, &c->pages[0], MKI_MAX_ORDER);
 	radix_set(c, NULL);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
-		chunk_list = c->next;
+		z->chunk_list = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	nr_chunks--;
+	atomic_store_explicit(&z->nr_chunks, zone_chunks(z) - 1, memory_order_relaxed);
 	mki_os_unmap(c->base, MKI_CHUNK_SIZE);
 	mki_meta_free(c, sizeof(*c));
 }
@@ -269,13 +328,13 @@ static void mark_allocated(struct mki_chunk *c, size_t i, size_t npages, enum mk
  * MKI_ORDERS if none. Pages already faulted in serve before purged ones,
  * even if a larger block is split for it: a purged block costs a page fault
  * per page touched and as much RSS as new memory. */
-static unsigned pick_order_locked(unsigned order, bool *resident)
+static unsigned pick_order_locked(struct zone *z, unsigned order, bool *resident)
 {
 	unsigned smallest = MKI_ORDERS;
 	for (unsigned k = order; k <= MKI_MAX_ORDER; k++) {
-		if (list_empty(k))
+		if (list_empty(z, k))
 			continue;
-		if (free_area[k].lru.next->flags & MKI_PF_DIRTY) {
+		if (z->free_area[k].lru.next->flags & MKI_PF_DIRTY) {
 			*resident = true;
 			return k;
 		}
@@ -292,31 +351,34 @@ bool mki_pages_resident_free(unsigned order)
 	/* enough free pages that may be resident: most likely one block is
 	 * large enough (a peek without the lock, which many threads making
 	 * slabs at once would queue on) */
-	if (atomic_load_explicit(&dirty_hint, memory_order_relaxed) >= (size_t)4 << order)
+	struct zone *z = my_zone();
+	if (atomic_load_explicit(&z->dirty_hint, memory_order_relaxed) >= (size_t)4 << order)
 		return true;
-	mki_lock(&page_lock);
-	pick_order_locked(order, &resident);
-	mki_unlock(&page_lock);
+	mki_lock(&z->lock);
+	pick_order_locked(z, order, &resident);
+	mki_unlock(&z->lock);
 	return resident;
 }
 
-/* Take a free block of exactly `order`, splitting a larger one if needed:
- * each split puts the upper half on the list one order down. */
-static struct mki_chunk *take_block_locked(unsigned order, size_t *index, bool *clean)
+/* Take a free block of exactly `order` from zone z, splitting a larger one
+ * if needed: each split puts the upper half on the list one order down.
+ * With may_map, a zone without one maps a new chunk; else NULL. */
+static struct mki_chunk *take_block_locked(struct zone *z, unsigned order, bool may_map,
+					   size_t *index, bool *clean)
 {
 	bool resident;
-	unsigned k = pick_order_locked(order, &resident);
+	unsigned k = pick_order_locked(z, order, &resident);
 	if (k > MKI_MAX_ORDER) {
-		if (!chunk_new_locked())
+		if (!may_map || !chunk_new_locked(z))
 			return NULL;
 		k = MKI_MAX_ORDER;
 	}
-	struct mki_page *pg = free_area[k].lru.next;
+	struct mki_page *pg = z->free_area[k].lru.next;
 	size_t i;
 	struct mki_chunk *c = chunk_of_free_head(pg, &i);
 	bool dirty = pg->flags & MKI_PF_DIRTY;
 	uint32_t stamp = pg->stamp;
-	list_del_locked(pg, k);
+	list_del_locked(z, pg, k);
 	c->free_pages -= 1u << k;
 	pg->kind = MKI_PAGE_NONE;
 	pg->flags = 0;
@@ -337,19 +399,50 @@ static unsigned order_for_pages(size_t npages)
 	return k;
 }
 
+/* A block of `order` from the thread's zone, else from another zone that
+ * has one, else from a new chunk of the thread's zone. Returned with its
+ * zone's lock held (*locked); NULL, no lock held, without memory. */
+static struct mki_chunk *take_block(unsigned order, size_t *index, bool *clean,
+				    struct zone **locked)
+{
+	struct zone *home = my_zone();
+	unsigned n = zone_count(), h = (unsigned)(home - zones);
+	for (unsigned j = 0; j < n; j++) {
+		struct zone *z = &zones[(h + j) % n];
+		if (j && !zone_chunks(z))
+			continue; /* nothing to find there */
+		mki_lock(&z->lock);
+		struct mki_chunk *c = take_block_locked(z, order, false, index, clean);
+		if (c) {
+			*locked = z;
+			return c;
+		}
+		mki_unlock(&z->lock);
+	}
+	mki_lock(&home->lock);
+	struct mki_chunk *c = take_block_locked(home, order, true, index, clean);
+	if (!c) {
+		mki_unlock(&home->lock);
+		return NULL;
+	}
+	*locked = home;
+	return c;
+}
+
 void *mki_pages_alloc(unsigned order, enum mki_page_kind kind, bool *zero)
 {
 	size_t i;
 	bool clean;
+	struct zone *z;
 	if (order > MKI_MAX_ORDER) {
 		errno = EINVAL;
 		return NULL;
 	}
-	mki_lock(&page_lock);
-	struct mki_chunk *c = take_block_locked(order, &i, &clean);
-	if (c)
+	struct mki_chunk *c = take_block(order, &i, &clean, &z);
+	if (c) {
 		mark_allocated(c, i, (size_t)1 << order, kind, order);
-	mki_unlock(&page_lock);
+		mki_unlock(&z->lock);
+	}
 	if (!c) {
 		errno = ENOMEM;
 		return NULL;
@@ -370,15 +463,15 @@ void *mki_run_alloc(size_t npages, unsigned align_order, bool *zero)
 		errno = ENOMEM;
 		return NULL;
 	}
-	mki_lock(&page_lock);
-	struct mki_chunk *c = take_block_locked(k, &i, &clean);
+	struct zone *z;
+	struct mki_chunk *c = take_block(k, &i, &clean, &z);
 	if (c) {
 		/* keep what was asked, give the tail back (alloc_pages_exact) */
 		free_range_locked(c, i + npages, i + ((size_t)1 << k), !clean,
 				  (uint32_t)mki_clock_ms());
 		mark_allocated(c, i, npages, MKI_PAGE_RUN, 0);
+		mki_unlock(&z->lock);
 	}
-	mki_unlock(&page_lock);
 	if (!c) {
 		errno = ENOMEM;
 		return NULL;
@@ -415,12 +508,13 @@ void mki_pages_free_idle(void *p, unsigned order, uint32_t since)
 		mki_fatal("free of invalid pointer %p (pages not from memkit)", p);
 	struct mki_page *pg = mki_page_desc(c, p);
 	size_t i = (size_t)(pg - c->pages);
-	mki_lock(&page_lock);
+	struct zone *z = zone_of(c);
+	mki_lock(&z->lock);
 	if (pg->kind == MKI_PAGE_FREE || pg->kind == MKI_PAGE_NONE)
 		mki_fatal("internal error: pages at %p freed twice", p);
 	clear_descs(pg, (size_t)1 << order);
 	free_block_locked(c, i, order, true, since);
-	mki_unlock(&page_lock);
+	mki_unlock(&z->lock);
 	purge_excess();
 	mki_page_maybe_purge();
 }
@@ -431,10 +525,11 @@ void mki_run_free(void *p)
 	struct mki_page *pg = mki_page_desc(c, p);
 	size_t i = (size_t)(pg - c->pages), n = pg->npages;
 	uint32_t now = (uint32_t)mki_clock_ms();
-	mki_lock(&page_lock);
+	struct zone *z = zone_of(c);
+	mki_lock(&z->lock);
 	clear_descs(pg, n);
 	free_range_locked(c, i, i + n, true, now);
-	mki_unlock(&page_lock);
+	mki_unlock(&z->lock);
 	purge_excess();
 	mki_page_maybe_purge();
 }
@@ -448,11 +543,12 @@ bool mki_run_shrink(void *p, size_t npages)
 		return false;
 	if (npages == n)
 		return true;
-	mki_lock(&page_lock);
+	struct zone *z = zone_of(c);
+	mki_lock(&z->lock);
 	clear_descs(pg + npages, n - npages);
 	pg->npages = (uint32_t)npages;
 	free_range_locked(c, i + npages, i + n, true, (uint32_t)mki_clock_ms());
-	mki_unlock(&page_lock);
+	mki_unlock(&z->lock);
 	return true;
 }
 
@@ -478,7 +574,7 @@ static void claim_range_locked(struct mki_chunk *c, size_t from, size_t to)
 		size_t hi = (size_t)(h - c->pages), end = hi + ((size_t)1 << h->order);
 		bool dirty = h->flags & MKI_PF_DIRTY;
 		uint32_t stamp = h->stamp;
-		list_del_locked(h, h->order);
+		list_del_locked(zone_of(c), h, h->order);
 		c->free_pages -= 1u << h->order;
 		h->kind = MKI_PAGE_NONE;
 		h->flags = 0;
@@ -500,7 +596,8 @@ bool mki_run_grow(void *p, size_t npages)
 	if (i + npages > MKI_CHUNK_PAGES)
 		return false;
 	bool ok = true;
-	mki_lock(&page_lock);
+	struct zone *z = zone_of(c);
+	mki_lock(&z->lock);
 	for (size_t j = i + n; j < i + npages && ok;) {
 		struct mki_page *h = free_block_containing(c, j);
 		if (!h)
@@ -512,7 +609,7 @@ bool mki_run_grow(void *p, size_t npages)
 		claim_range_locked(c, i + n, i + npages);
 		mark_allocated(c, i, npages, MKI_PAGE_RUN, 0);
 	}
-	mki_unlock(&page_lock);
+	mki_unlock(&z->lock);
 	return ok;
 }
 
@@ -532,16 +629,16 @@ static size_t purge_block_locked(struct mki_page *pg, unsigned order)
 	size_t bytes = (size_t)1 << (order + MKI_PAGE_SHIFT);
 	if (mki_os_purge(c->base + (i << MKI_PAGE_SHIFT), bytes))
 		return 0;
-	list_del_locked(pg, order);
+	list_del_locked(zone_of(c), pg, order);
 	pg->flags &= (uint16_t)~MKI_PF_DIRTY;
-	list_add_locked(pg, order); /* to the tail, with the purged */
+	list_add_locked(zone_of(c), pg, order); /* to the tail, with the purged */
 	return bytes;
 }
 
-static size_t purge_order_locked(unsigned order, uint32_t now, bool force)
+static size_t purge_order_locked(struct zone *z, unsigned order, uint32_t now, bool force)
 {
 	size_t bytes = 0;
-	struct mki_page *head = &free_area[order];
+	struct mki_page *head = &z->free_area[order];
 	/* the dirty blocks lie ahead of the clean ones, where a purged one goes */
 	for (struct mki_page *pg = head->lru.next; pg && pg != head;) {
 		struct mki_page *next = pg->lru.next;
@@ -556,10 +653,10 @@ static size_t purge_order_locked(unsigned order, uint32_t now, bool force)
 
 /* Wholly free chunks go back to the OS, all but one (purged) so that a
  * program hovering around a chunk boundary does not map and unmap. */
-static size_t release_chunks_locked(uint32_t now, bool force, bool keep_one)
+static size_t release_chunks_locked(struct zone *z, uint32_t now, bool force, bool keep_one)
 {
 	size_t bytes = 0;
-	struct mki_page *head = &free_area[MKI_MAX_ORDER];
+	struct mki_page *head = &z->free_area[MKI_MAX_ORDER];
 	struct mki_page *pg = head->lru.next;
 	bool kept = !keep_one;
 	while (pg && pg != head) {
@@ -581,14 +678,18 @@ size_t mki_page_purge(bool force)
 {
 	uint32_t now = (uint32_t)mki_clock_ms();
 	size_t bytes = 0;
-	mki_lock(&page_lock);
-	bytes += release_chunks_locked(now, force, !force);
-	for (unsigned k = MKI_PURGE_MIN_ORDER; k <= MKI_MAX_ORDER; k++)
-		bytes += purge_order_locked(k, now, force);
-	if (force)
-		for (unsigned k = 0; k < MKI_PURGE_MIN_ORDER; k++)
-			bytes += purge_order_locked(k, now, force);
-	mki_unlock(&page_lock);
+	for (struct zone *z = zones; z < zones + MKI_ZONES; z++) {
+		if (!zone_chunks(z))
+			continue;
+		mki_lock(&z->lock);
+		bytes += release_chunks_locked(z, now, force, !force);
+		for (unsigned k = MKI_PURGE_MIN_ORDER; k <= MKI_MAX_ORDER; k++)
+			bytes += purge_order_locked(z, k, now, force);
+		if (force)
+			for (unsigned k = 0; k < MKI_PURGE_MIN_ORDER; k++)
+				bytes += purge_order_locked(z, k, now, force);
+		mki_unlock(&z->lock);
+	}
 	atomic_store_explicit(&last_purge_ms, mki_clock_ms(), memory_order_relaxed);
 	return bytes;
 }
@@ -602,27 +703,40 @@ size_t mki_page_purge(bool force)
  * as at first: python3 frees more than that at once, to allocate it again
  * within milliseconds, and made 115 k faults instead of 57 k (0.81 against
  * 0.70 s). */
+static size_t dirty_pages_all(void)
+{
+	size_t n = 0;
+	for (struct zone *z = zones; z < zones + MKI_ZONES; z++)
+		n += atomic_load_explicit(&z->dirty_hint, memory_order_relaxed);
+	return n;
+}
+
+/* The limits hold for all zones together: zone after zone purges until the
+ * total, the other zones' parts read from their hints, is down to the
+ * target. */
 static void purge_excess(void)
 {
-	if (atomic_load_explicit(&dirty_hint, memory_order_relaxed) <= MKI_DIRTY_MAX_PAGES)
+	if (dirty_pages_all() <= MKI_DIRTY_MAX_PAGES)
 		return;
 	uint32_t now = (uint32_t)mki_clock_ms();
 	const size_t target = MKI_DIRTY_KEEP_PAGES;
-	mki_lock(&page_lock);
-	if (free_pages_total - clean_free_pages > MKI_DIRTY_MAX_PAGES) {
-		release_chunks_locked(now, true, true);
+	for (struct zone *z = zones; z < zones + MKI_ZONES && dirty_pages_all() > target; z++) {
+		if (!atomic_load_explicit(&z->dirty_hint, memory_order_relaxed))
+			continue;
+		mki_lock(&z->lock);
+		release_chunks_locked(z, now, true, true);
 		for (unsigned k = MKI_MAX_ORDER + 1; k-- > MKI_PURGE_MIN_ORDER;) {
-			struct mki_page *head = &free_area[k];
+			struct mki_page *head = &z->free_area[k];
 			struct mki_page *pg = head->lru.prev;
-			while (pg && pg != head && free_pages_total - clean_free_pages > target) {
+			while (pg && pg != head && dirty_pages_all() > target) {
 				struct mki_page *prev = pg->lru.prev;
 				if (pg->flags & MKI_PF_DIRTY)
 					purge_block_locked(pg, k);
 				pg = prev;
 			}
 		}
+		mki_unlock(&z->lock);
 	}
-	mki_unlock(&page_lock);
 }
 
 /* Called from slow paths: one relaxed load and a compare in the common case. */
@@ -638,17 +752,25 @@ void mki_page_maybe_purge(void)
 
 void mki_page_stats(struct mk_stats *st)
 {
-	mki_lock(&page_lock);
-	st->chunks += nr_chunks;
+	size_t nr_free[MKI_ORDERS] = {0}, chunks = 0, clean = 0;
+	for (struct zone *z = zones; z < zones + MKI_ZONES; z++) {
+		mki_lock(&z->lock);
+		chunks += zone_chunks(z);
+		clean += z->clean_free_pages;
+		for (unsigned k = 0; k <= MKI_MAX_ORDER; k++)
+			nr_free[k] += z->nr_free[k];
+		mki_unlock(&z->lock);
+	}
+	st->chunks += chunks;
 	size_t free_pages = 0;
 	for (unsigned k = 0; k <= MKI_MAX_ORDER; k++) {
 		st->buddy_free_blocks[k] += nr_free[k];
 		free_pages += nr_free[k] << k;
 	}
 	st->buddy_free_bytes += free_pages << MKI_PAGE_SHIFT;
-	st->buddy_purged_bytes += clean_free_pages << MKI_PAGE_SHIFT;
-	st->mapped_bytes += nr_chunks * MKI_CHUNK_SIZE;
-	st->active_bytes += (nr_chunks * MKI_CHUNK_PAGES - free_pages) << MKI_PAGE_SHIFT;
+	st->buddy_purged_bytes += clean << MKI_PAGE_SHIFT;
+	st->mapped_bytes += chunks * MKI_CHUNK_SIZE;
+	st->active_bytes += (chunks * MKI_CHUNK_PAGES - free_pages) << MKI_PAGE_SHIFT;
 	/* external fragmentation: the share of free pages that are not in a
 	 * block of the largest order present */
 	int top = MKI_MAX_ORDER;
@@ -656,24 +778,26 @@ void mki_page_stats(struct mk_stats *st)
 		top--;
 	if (free_pages && top >= 0)
 		st->external_frag = 1.0 - (double)(nr_free[top] << top) / (double)free_pages;
-	mki_unlock(&page_lock);
 }
 
 /* ------------------------------------------------------------ fork */
 
 void mki_page_fork_prepare(void)
 {
-	mki_lock_before_fork(&page_lock);
+	for (struct zone *z = zones; z < zones + MKI_ZONES; z++)
+		mki_lock_before_fork(&z->lock);
 }
 
 void mki_page_fork_parent(void)
 {
-	mki_unlock_after_fork(&page_lock);
+	for (struct zone *z = zones + MKI_ZONES; z-- > zones;)
+		mki_unlock_after_fork(&z->lock);
 }
 
 void mki_page_fork_child(void)
 {
-	mki_lock_reset(&page_lock);
+	for (struct zone *z = zones; z < zones + MKI_ZONES; z++)
+		mki_lock_reset(&z->lock);
 }
 
 /* ------------------------------------------------------------ public API */
@@ -709,23 +833,25 @@ void mk_pages_free(void *pages, unsigned order)
  * (b) no free block has a free buddy of the same order (it would have
  *     merged), (c) the counts agree with the lists. 0 if all hold, else the
  *     number of the broken rule. For tests and MEMKIT debugging. */
-int mki_page_check(void)
+static int check_zone_locked(const struct zone *z)
 {
 	int bad = 0;
 	size_t listed[MKI_ORDERS] = {0}, found[MKI_ORDERS] = {0};
-	mki_lock(&page_lock);
 	for (unsigned k = 0; k <= MKI_MAX_ORDER; k++) {
 		bool purged_seen = false;
-		for (struct mki_page *pg = free_area[k].lru.next; pg && pg != &free_area[k];
+		for (struct mki_page *pg = z->free_area[k].lru.next; pg && pg != &z->free_area[k];
 		     pg = pg->lru.next) {
+			size_t i;
 			listed[k]++;
 			bool dirty = pg->flags & MKI_PF_DIRTY;
 			if (dirty && purged_seen)
 				bad = 4; /* a resident block behind a purged one */
 			purged_seen |= !dirty;
+			if (zone_of(chunk_of_free_head(pg, &i)) != z)
+				bad = 5; /* on another zone's lists than its chunk's */
 		}
 	}
-	for (struct mki_chunk *c = chunk_list; c && !bad; c = c->next) {
+	for (struct mki_chunk *c = z->chunk_list; c && !bad; c = c->next) {
 		size_t free_pages = 0;
 		for (size_t i = 0; i < MKI_CHUNK_PAGES && !bad;) {
 			struct mki_page *pg = &c->pages[i];
@@ -749,8 +875,18 @@ int mki_page_check(void)
 			bad = 3;
 	}
 	for (unsigned k = 0; k <= MKI_MAX_ORDER && !bad; k++)
-		if (listed[k] != nr_free[k] || found[k] != nr_free[k])
+		if (listed[k] != z->nr_free[k] || found[k] != z->nr_free[k])
 			bad = 3;
-	mki_unlock(&page_lock);
+	return bad;
+}
+
+int mki_page_check(void)
+{
+	int bad = 0;
+	for (struct zone *z = zones; z < zones + MKI_ZONES && !bad; z++) {
+		mki_lock(&z->lock);
+		bad = check_zone_locked(z);
+		mki_unlock(&z->lock);
+	}
 	return bad;
 }

@@ -11,7 +11,7 @@
  * Descriptors live outside the slab (in meta.c memory), so a stray write
  * past an object never lands on the allocator's bookkeeping.
  *
- * Lock order: cache->lock -> page_lock.
+ * Lock order: cache->lock -> a page.c zone's lock.
  * May call: page.c, meta.c, libc.c.
  */
 #include <errno.h>

@@ -151,7 +151,9 @@ void mki_meta_fork_parent(void);
 void mki_meta_fork_child(void);
 
 /* ------------------------------------------------------------ page.c
- * The buddy system over chunks. One lock (page_lock) guards free lists. */
+ * The buddy system over chunks, in zones (one a CPU, up to 8) with a lock
+ * each: a thread allocates from its own zone, a block goes back to its
+ * chunk's. */
 enum mki_page_kind {
 	MKI_PAGE_NONE = 0, /* tail page of a free block, or not yet used */
 	MKI_PAGE_FREE,	   /* head of a free block of 2^order pages */
@@ -194,6 +196,7 @@ struct mki_chunk {
 	char *base; /* 4 MiB aligned */
 	struct mki_chunk *next, *prev;
 	uint32_t free_pages;
+	uint8_t zone; /* page.c's zone whose lists hold its free blocks */
 	struct mki_page pages[MKI_CHUNK_PAGES];
 };
 

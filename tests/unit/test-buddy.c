@@ -1,6 +1,7 @@
 /* test-buddy.c - the buddy system through mk_pages_alloc/mk_pages_free:
  * every order, blocks aligned to their size, splits that leave one free
  * buddy per order, and frees in any order merging back to whole chunks. */
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include "memkit/internal.h"
@@ -177,6 +178,43 @@ static void test_resident_first(void)
 	CHECK(!mki_pages_resident_free(0));
 }
 
+/* The free lists are split in zones, one a CPU (up to 8), and a thread
+ * allocates from its own: but one whose zone has no block large enough
+ * takes one from another zone before it maps a new chunk. A thread of
+ * another zone than main's (zones are taken in turn) frees a whole chunk;
+ * main's next whole-chunk request gets that one, and no chunk is mapped.
+ * (With one CPU there is one zone, and the same holds.) */
+static void *chunk_freed_by_thread(void *arg)
+{
+	void *p = mk_pages_alloc(MKI_MAX_ORDER);
+	*(void **)arg = p;
+	if (p) {
+		memset(p, 1, MKI_PAGE_SIZE);
+		mk_pages_free(p, MKI_MAX_ORDER);
+	}
+	return NULL;
+}
+
+static void test_other_zone_before_new_chunk(void)
+{
+	pthread_t t;
+	void *freed = NULL;
+	struct mk_stats st;
+	mk_malloc_trim(0);
+	void *hold = mk_pages_alloc(0); /* main's zone: a chunk, not wholly free */
+	CHECK(pthread_create(&t, NULL, chunk_freed_by_thread, &freed) == 0);
+	CHECK(pthread_join(t, NULL) == 0);
+	stats(&st);
+	size_t chunks = st.chunks;
+	void *q = mk_pages_alloc(MKI_MAX_ORDER);
+	stats(&st);
+	CHECK(hold && freed && q == freed);
+	CHECK(st.chunks == chunks);
+	CHECK(mki_page_check() == 0);
+	mk_pages_free(q, MKI_MAX_ORDER);
+	mk_pages_free(hold, 0);
+}
+
 int main(void)
 {
 	mki_init();
@@ -186,5 +224,6 @@ int main(void)
 	test_trim_releases_chunks();
 	test_dirty_limit();
 	test_resident_first();
+	test_other_zone_before_new_chunk();
 	return check_done("test-buddy");
 }
