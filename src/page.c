@@ -89,7 +89,7 @@ static struct zone *zone_of(const struct mki_chunk *c)
 	return &zones[c->zone];
 }
 
-static size_t zone_chunks(struct zone *z)
+static size_t zone_chunks(const struct zone *z)
 {
 	return atomic_load_explicit(&z->nr_chunks, memory_order_relaxed);
 }

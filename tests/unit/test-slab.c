@@ -294,15 +294,24 @@ static void dh_wait(int phase)
 		sched_yield();
 }
 
+/* Blocks of `size` until one lands outside the first one's slab, which
+ * they fill: blocks[0 .. *count - 1] in that slab (returned), blocks[*count]
+ * the first of the next (unless *count reached max). */
+static struct mki_slab *fill_a_slab(size_t size, void **blocks, size_t max, size_t *count)
+{
+	blocks[0] = mk_malloc(size);
+	struct mki_slab *s = slab_holding(blocks[0]);
+	size_t n = 1;
+	while (n < max && (blocks[n] = mk_malloc(size)) && slab_holding(blocks[n]) == s)
+		n++;
+	*count = n;
+	return s;
+}
+
 static void *dh_thread_a(void *arg)
 {
 	(void)arg;
-	dh_blocks[0] = mk_malloc(DH_SIZE);
-	dh_slab = slab_holding(dh_blocks[0]);
-	dh_count = 1;
-	while (dh_count < DH_MAX && (dh_blocks[dh_count] = mk_malloc(DH_SIZE)) &&
-	       slab_holding(dh_blocks[dh_count]) == dh_slab)
-		dh_count++;
+	dh_slab = fill_a_slab(DH_SIZE, dh_blocks, DH_MAX, &dh_count);
 	/* one slot free again: only a slab with room is taken over */
 	if (dh_count > 1 && dh_count < DH_MAX) {
 		mk_free(dh_blocks[dh_count - 1]);
@@ -408,12 +417,7 @@ static struct mki_slab *fa_slab;
 static void *fa_fill(void *arg)
 {
 	(void)arg;
-	fa_blocks[0] = mk_malloc(FA_SIZE);
-	fa_slab = slab_holding(fa_blocks[0]);
-	fa_count = 1;
-	while (fa_count < FA_MAX && (fa_blocks[fa_count] = mk_malloc(FA_SIZE)) &&
-	       slab_holding(fa_blocks[fa_count]) == fa_slab)
-		fa_count++;
+	fa_slab = fill_a_slab(FA_SIZE, fa_blocks, FA_MAX, &fa_count);
 	if (fa_count < FA_MAX)
 		mk_free(fa_blocks[fa_count]); /* the first block of the next slab */
 	return NULL;			      /* exits: fa_slab, full, is abandoned */
