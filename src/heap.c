@@ -403,8 +403,9 @@ static struct mki_slab *adopt_slab(struct mki_heap *h, unsigned cls)
 		return NULL;
 	mki_lock(&a->lock);
 	struct mki_slab *s = a->head;
-	for (unsigned n = 0; s && !abandoned_has_room(s); n++)
-		s = n < ADOPT_LOOK ? s->next : NULL;
+	unsigned looked = 1;
+	while (s && !abandoned_has_room(s))
+		s = looked++ < ADOPT_LOOK ? s->next : NULL;
 	if (s)
 		abandoned_del_locked(a, s);
 	mki_unlock(&a->lock);
