@@ -739,17 +739,34 @@ static bool skip_own_frames(const struct own_frames *o, uintptr_t top, uintptr_t
 	return true;
 }
 
-/* From frame 1 (ip, cfa) outwards with learnt frame sizes, until the last
- * walk is met or the outermost frame reached; NULL when that cannot be
- * done (a size not learnt, too deep): the caller walks in full. */
-static struct leak_stack *walk_incremental(struct tstate *t, uintptr_t ip, uintptr_t cfa)
+/* The stack of a caller whose first frame (ip, cfa) is where the last
+ * walk's first was, with the same return address (a loop), when the frames
+ * further out are the same too; else NULL, with *stale as walk_incremental
+ * takes it: the entries it need not look at. */
+static inline struct leak_stack *walk_same_place(struct last_walk *l, uintptr_t ip, uintptr_t cfa,
+						 unsigned *stale)
+{
+	*stale = 0;
+	if (!l->n || l->slot[LW(l, 0)] != cfa - sizeof(void *) || l->ra[LW(l, 0)] != ip)
+		return NULL;
+	*stale = outermost_change(l, 0) + 1;
+	return *stale == 1 ? l->node[LW(l, 0)] : NULL;
+}
+
+/* From the frame (ip, cfa) outwards with learnt frame sizes, until the
+ * last walk is met or the outermost frame reached; NULL when that cannot be
+ * done (a size not learnt, too deep): the caller walks in full. base: the
+ * first CFA of the walk; own: (ip, cfa) is still that first frame, whose
+ * own frames were not skipped. */
+static MKI_NOINLINE struct leak_stack *walk_incremental(struct tstate *t, uintptr_t ip,
+							uintptr_t cfa, uintptr_t base, bool own,
+							unsigned stale)
 {
 	struct last_walk *l = &t->last;
 	struct own_frames *o = &t->own;
 	struct fresh f;
-	unsigned k = 0, stale = 0; /* entries below `stale` cannot be met */
-	uintptr_t base = cfa;
-	bool own = !skip_own_frames(o, t->stack_top, &ip, &cfa), too_many = false;
+	unsigned k = 0; /* entries below `stale` cannot be met */
+	bool too_many = false;
 	if (own) {
 		o->n = 0;
 		o->user_off = 0; /* until the walk reaches the program */
@@ -878,7 +895,12 @@ static MKI_NOINLINE struct leak_stack *stack_of_caller(struct tstate *t)
 	uintptr_t ip = (uintptr_t)__builtin_return_address(0);
 #if defined(__x86_64__)
 	if (t && rules && t->stack_top) {
-		struct leak_stack *st = walk_incremental(t, ip, cfa);
+		uintptr_t base = cfa;
+		unsigned stale = 0;
+		bool own = !skip_own_frames(&t->own, t->stack_top, &ip, &cfa);
+		struct leak_stack *st = own ? NULL : walk_same_place(&t->last, ip, cfa, &stale);
+		if (!st)
+			st = walk_incremental(t, ip, cfa, base, own, stale);
 		if (st)
 			return st;
 	}
@@ -924,9 +946,10 @@ static void *install(void *_Atomic *slot, size_t size)
 	return cur;
 }
 
-/* The entry of address a (inside a chunk); NULL if its shadow does not
- * exist and create is false, or without memory. */
-static struct shadow_entry *shadow_entry_of(uintptr_t a, bool create)
+/* The shadow of the chunk at address a, by address (it outlives the chunk:
+ * a chunk mapped there again finds it again); NULL if it does not exist
+ * and create is false, or without memory. */
+static struct shadow_entry *shadow_by_address(uintptr_t a, bool create)
 {
 	uintptr_t n = a >> MKI_CHUNK_SHIFT;
 	struct shadow_entry *_Atomic *l2 =
@@ -941,38 +964,45 @@ static struct shadow_entry *shadow_entry_of(uintptr_t a, bool create)
 	}
 	struct shadow_entry *sh =
 	    atomic_load_explicit(&l2[n & (SHADOW_L2 - 1)], memory_order_acquire);
-	if (mki_unlikely(!sh)) {
-		if (!create)
-			return NULL;
+	if (mki_unlikely(!sh) && create)
 		sh = install((void *_Atomic *)&l2[n & (SHADOW_L2 - 1)],
 			     SHADOW_ENTRIES * sizeof(*sh));
-		if (!sh)
-			return NULL;
-	}
+	return sh;
+}
+
+/* The first lookup of a chunk's shadow (or of a new chunk's at the same
+ * address): by address, then cached in the chunk. */
+static MKI_NOINLINE struct shadow_entry *shadow_of_chunk(struct mki_chunk *c, uintptr_t a,
+							 bool create)
+{
+	struct shadow_entry *sh = shadow_by_address(a, create);
+	if (sh)
+		atomic_store_explicit(&c->leak_shadow, sh, memory_order_release);
+	return sh;
+}
+
+/* The entry of address a, inside chunk c: one load, from the chunk the
+ * hook looked up anyway. */
+static inline struct shadow_entry *shadow_entry_in(struct mki_chunk *c, uintptr_t a, bool create)
+{
+	struct shadow_entry *sh = atomic_load_explicit(&c->leak_shadow, memory_order_acquire);
+	if (mki_unlikely(!sh) && !(sh = shadow_of_chunk(c, a, create)))
+		return NULL;
 	return &sh[(a & (MKI_CHUNK_SIZE - 1)) >> SHADOW_SHIFT];
 }
 
-static inline bool in_chunk(uintptr_t a)
+static inline void shadow_set(struct shadow_entry *e, size_t size, struct leak_stack *st)
 {
-	return mki_chunk_of((void *)a) != NULL;
-}
-
-static bool shadow_insert(uintptr_t addr, size_t size, struct leak_stack *st)
-{
-	struct shadow_entry *e = shadow_entry_of(addr, true);
-	if (!e)
-		return false;
 	uint64_t ep = atomic_load_explicit(&epoch, memory_order_relaxed);
 	atomic_store_explicit(&e->info, (uint64_t)size | ep << 32, memory_order_relaxed);
 	/* release: a report that sees the stack sees the size */
 	atomic_store_explicit(&e->stack, (uintptr_t)st, memory_order_release);
-	return true;
 }
 
 /* the requested size of the block removed, 0 if none was recorded */
-static size_t shadow_remove(uintptr_t addr)
+static size_t shadow_remove(struct mki_chunk *c, uintptr_t addr)
 {
-	struct shadow_entry *e = shadow_entry_of(addr, false);
+	struct shadow_entry *e = shadow_entry_in(c, addr, false);
 	if (!e || !atomic_load_explicit(&e->stack, memory_order_relaxed))
 		return 0;
 	size_t size = INFO_SIZE(atomic_load_explicit(&e->info, memory_order_relaxed));
@@ -1174,17 +1204,34 @@ static void register_fork_handlers_once(void)
 
 static void report_signal_window(void);
 
-static void record_block(struct tstate *t, uintptr_t p, size_t size, struct leak_stack *st)
+static MKI_NOINLINE void count_untracked(void)
 {
-	bool ok;
-	if (mki_likely(in_chunk(p)))
-		ok = shadow_insert(p, size, st);
-	else
-		ok = live_insert(p, size, st);
-	if (ok)
+	atomic_fetch_add_explicit(&untracked, 1, memory_order_relaxed);
+}
+
+/* A block outside the chunks, in the table of large blocks. */
+static MKI_NOINLINE void record_large(struct tstate *t, uintptr_t p, size_t size,
+				      struct leak_stack *st)
+{
+	if (live_insert(p, size, st))
 		count_bytes(t, (intptr_t)size);
 	else
-		atomic_fetch_add_explicit(&untracked, 1, memory_order_relaxed);
+		count_untracked();
+}
+
+/* A block in a chunk, in its entry e of the chunk's shadow (NULL: no
+ * memory for the shadow); any other block (c NULL) in the table. */
+static inline void record_block(struct tstate *t, struct mki_chunk *c, struct shadow_entry *e,
+				uintptr_t p, size_t size, struct leak_stack *st)
+{
+	if (mki_unlikely(!c)) {
+		record_large(t, p, size, st);
+	} else if (mki_likely(e != NULL)) {
+		shadow_set(e, size, st);
+		count_bytes(t, (intptr_t)size);
+	} else {
+		count_untracked();
+	}
 }
 
 void mki_leak_on_alloc(void *p, size_t size)
@@ -1194,11 +1241,16 @@ void mki_leak_on_alloc(void *p, size_t size)
 	in_tracker = true;
 	register_fork_handlers_once();
 	struct tstate *t = thread_state();
+	struct mki_chunk *c = mki_chunk_of(p);
+	struct shadow_entry *e = c ? shadow_entry_in(c, (uintptr_t)p, true) : NULL;
+	/* a block's entry is seldom in cache (a line per block): it is fetched
+	 * while the stack is walked */
+	__builtin_prefetch(e, 1);
 	struct leak_stack *st = stack_of_caller(t);
 	if (st)
-		record_block(t, (uintptr_t)p, size, st);
+		record_block(t, c, e, (uintptr_t)p, size, st);
 	else
-		atomic_fetch_add_explicit(&untracked, 1, memory_order_relaxed);
+		count_untracked();
 	in_tracker = false;
 	if (mki_unlikely(atomic_load_explicit(&window_report_pending, memory_order_relaxed)))
 		report_signal_window();
@@ -1206,13 +1258,15 @@ void mki_leak_on_alloc(void *p, size_t size)
 
 /* The block's entry, changed in place: size, stack and epoch as a new
  * allocation's; the old size in *old. False if the block has none. */
-static bool shadow_resize(uintptr_t addr, size_t size, struct leak_stack *st, size_t *old)
+static bool shadow_resize(struct mki_chunk *c, uintptr_t addr, size_t size, struct leak_stack *st,
+			  size_t *old)
 {
-	struct shadow_entry *e = shadow_entry_of(addr, false);
+	struct shadow_entry *e = shadow_entry_in(c, addr, false);
 	if (!e || !atomic_load_explicit(&e->stack, memory_order_relaxed))
 		return false;
 	*old = INFO_SIZE(atomic_load_explicit(&e->info, memory_order_relaxed));
-	return shadow_insert(addr, size, st);
+	shadow_set(e, size, st);
+	return true;
 }
 
 static bool live_resize(uintptr_t addr, size_t size, struct leak_stack *st, size_t *old)
@@ -1244,13 +1298,14 @@ void mki_leak_on_resize(void *p, size_t size)
 	if (!st) {
 		in_tracker = false;
 		mki_leak_on_free(p);
-		atomic_fetch_add_explicit(&untracked, 1, memory_order_relaxed);
+		count_untracked();
 		return;
 	}
-	if (in_chunk(a) ? shadow_resize(a, size, st, &old) : live_resize(a, size, st, &old))
+	struct mki_chunk *c = mki_chunk_of(p);
+	if (c ? shadow_resize(c, a, size, st, &old) : live_resize(a, size, st, &old))
 		count_bytes(t, (intptr_t)size - (intptr_t)old);
-	else
-		record_block(t, a, size, st); /* not recorded before: allocated untracked */
+	else /* not recorded before: allocated untracked */
+		record_block(t, c, c ? shadow_entry_in(c, a, true) : NULL, a, size, st);
 	in_tracker = false;
 	if (mki_unlikely(atomic_load_explicit(&window_report_pending, memory_order_relaxed)))
 		report_signal_window();
@@ -1261,9 +1316,10 @@ void mki_leak_on_free(void *p)
 	if (!p)
 		return;
 	struct tstate *t = tstate == TSTATE_DEAD ? NULL : tstate;
-	if (mki_likely(in_chunk((uintptr_t)p))) {
+	struct mki_chunk *c = mki_chunk_of(p);
+	if (mki_likely(c != NULL)) {
 		/* one store, no lock: safe even inside the tracker */
-		size_t size = shadow_remove((uintptr_t)p);
+		size_t size = shadow_remove(c, (uintptr_t)p);
 		if (size)
 			count_bytes(t, -(intptr_t)size);
 		return;
@@ -1636,9 +1692,13 @@ static void push_block(struct marker *mk, uintptr_t addr, size_t size)
  * false if no live block starts there. */
 static bool mark_block(struct marker *mk, uintptr_t addr)
 {
-	if (in_chunk(addr)) {
+	/* by address, not through the chunk's descriptor: addr is any word
+	 * of the roots, in a chunk that may be going back to the OS */
+	if (mki_chunk_of((void *)addr)) {
+		struct shadow_entry *sh =
+		    (addr & (MKI_ALIGN - 1)) ? NULL : shadow_by_address(addr, false);
 		struct shadow_entry *e =
-		    (addr & (MKI_ALIGN - 1)) ? NULL : shadow_entry_of(addr, false);
+		    sh ? &sh[(addr & (MKI_CHUNK_SIZE - 1)) >> SHADOW_SHIFT] : NULL;
 		uintptr_t s = e ? atomic_load_explicit(&e->stack, memory_order_acquire) : 0;
 		if (!s)
 			return false;

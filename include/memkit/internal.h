@@ -197,6 +197,10 @@ struct mki_chunk {
 	struct mki_chunk *next, *prev;
 	uint32_t free_pages;
 	uint8_t zone; /* page.c's zone whose lists hold its free blocks */
+	/* leak.c's shadow of this address range, cached here so that a hook
+	 * finds it from the chunk it looks up anyway (leak.c owns it, by
+	 * address: a chunk mapped again at the same place finds it again) */
+	void *_Atomic leak_shadow;
 	struct mki_page pages[MKI_CHUNK_PAGES];
 };
 
