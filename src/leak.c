@@ -40,7 +40,7 @@
  * sigaction, pthread_atfork, pthread_key_create/setspecific. The exit report itself is
  * written by stats.c (one file for statistics and leaks).
  * Lock order: report_lock, then the shard locks in index order, then
- * stack_lock, then threads_lock; meta.c's lock may be taken under any of
+ * stack_lock; meta.c's lock may be taken under any of
  * them.
  */
 #define _GNU_SOURCE
@@ -329,9 +329,6 @@ struct last_walk {
 
 #define LW(l, k) ((l)->n - 1 - (k)) /* frame k's index: k = 0 is the innermost */
 
-/* Per thread: the last walk, and the requested bytes this thread's hooks
- * added and removed (one counter per thread rather than a shared one that
- * every core would fight over; a sum over threads gives the total). */
 /* libmemkit's own frames, by distance from the first CFA of the walk: the
  * same entry point gives the same layout at any stack depth. */
 struct own_frames {
@@ -345,17 +342,12 @@ struct tstate {
 	struct last_walk last;
 	struct own_frames own; /* libmemkit's frames the last walk began with */
 	uintptr_t stack_top;   /* highest CFA a full walk reached on this thread */
-	_Atomic intptr_t bytes;
-	struct tstate *next, *prev; /* in `threads` */
 };
 
 #define TSTATE_DEAD ((struct tstate *)1) /* the thread is exiting */
 static __thread struct tstate *tstate __attribute__((tls_model("initial-exec")));
 static pthread_key_t tstate_key;
 static bool tstate_key_ok;
-static struct tstate *threads; /* every tstate, for the byte total */
-static mki_lock_t threads_lock = MKI_LOCK_INIT;
-static _Atomic intptr_t retired_bytes; /* of exited threads, and of hooks without a tstate */
 
 /* Add a frame; false when the walk is full. */
 static bool walk_add(struct walk *w, uintptr_t ip, uintptr_t cfa)
@@ -819,18 +811,8 @@ static MKI_NOINLINE struct leak_stack *walk_incremental(struct tstate *t, uintpt
 
 static void tstate_release(void *p)
 {
-	struct tstate *t = p;
-	mki_lock(&threads_lock);
-	if (t->prev)
-		t->prev->next = t->next;
-	else
-		threads = t->next;
-	if (t->next)
-		t->next->prev = t->prev;
-	atomic_fetch_add_explicit(&retired_bytes, atomic_load(&t->bytes), memory_order_relaxed);
-	mki_unlock(&threads_lock);
 	tstate = TSTATE_DEAD;
-	mki_meta_free(t, sizeof(*t));
+	mki_meta_free(p, sizeof(struct tstate));
 }
 
 static struct tstate *thread_state(void)
@@ -841,28 +823,11 @@ static struct tstate *thread_state(void)
 	t = mki_meta_alloc(sizeof(*t));
 	if (!t)
 		return NULL;
-	mki_lock(&threads_lock);
-	t->next = threads;
-	if (threads)
-		threads->prev = t;
-	threads = t;
-	mki_unlock(&threads_lock);
 	/* the destructor gives the state back when the thread exits */
 	if (tstate_key_ok)
 		pthread_setspecific(tstate_key, t);
 	tstate = t;
 	return t;
-}
-
-/* requested bytes: a thread's own counter, written by that thread only */
-static inline void count_bytes(struct tstate *t, intptr_t delta)
-{
-	if (mki_likely(t != NULL))
-		atomic_store_explicit(&t->bytes,
-				      atomic_load_explicit(&t->bytes, memory_order_relaxed) + delta,
-				      memory_order_relaxed);
-	else
-		atomic_fetch_add_explicit(&retired_bytes, delta, memory_order_relaxed);
 }
 
 /* The full walk: learnt sizes if all are known, else libgcc's unwinder. */
@@ -999,15 +964,15 @@ static inline void shadow_set(struct shadow_entry *e, size_t size, struct leak_s
 	atomic_store_explicit(&e->stack, (uintptr_t)st, memory_order_release);
 }
 
-/* the requested size of the block removed, 0 if none was recorded */
-static size_t shadow_remove(struct mki_chunk *c, uintptr_t addr)
+/* A blind store, no load first: the entry's line is seldom in cache (a
+ * line per block), and a store that misses does not hold the free up as a
+ * load does. No shadow yet: the chunk has had no block recorded. */
+static inline void shadow_clear(struct mki_chunk *c, uintptr_t a)
 {
-	struct shadow_entry *e = shadow_entry_in(c, addr, false);
-	if (!e || !atomic_load_explicit(&e->stack, memory_order_relaxed))
-		return 0;
-	size_t size = INFO_SIZE(atomic_load_explicit(&e->info, memory_order_relaxed));
-	atomic_store_explicit(&e->stack, 0, memory_order_relaxed);
-	return size;
+	struct shadow_entry *sh = atomic_load_explicit(&c->leak_shadow, memory_order_acquire);
+	if (sh)
+		atomic_store_explicit(&sh[(a & (MKI_CHUNK_SIZE - 1)) >> SHADOW_SHIFT].stack, 0,
+				      memory_order_relaxed);
 }
 
 /* Calls fn on every entry of every chunk page that may hold blocks (slab
@@ -1134,19 +1099,14 @@ done:
 	sh->count--;
 }
 
-/* the requested size of the block removed, 0 if none was recorded */
-static size_t live_remove(uintptr_t addr)
+static void live_remove(uintptr_t addr)
 {
 	struct shard *sh = shard_of(addr);
-	size_t size = 0;
 	mki_lock(&sh->lock);
 	struct live_block *b = slot_find_locked(sh, addr);
-	if (b) {
-		size = b->size;
+	if (b)
 		slot_delete_locked(sh, (size_t)(b - sh->slots));
-	}
 	mki_unlock(&sh->lock);
-	return size;
 }
 
 static void lock_all_shards(void)
@@ -1168,12 +1128,10 @@ static void leak_fork_prepare(void)
 	mki_lock(&report_lock);
 	lock_all_shards();
 	mki_lock(&stack_lock);
-	mki_lock(&threads_lock);
 }
 
 static void leak_fork_parent(void)
 {
-	mki_unlock(&threads_lock);
 	mki_unlock(&stack_lock);
 	unlock_all_shards();
 	mki_unlock(&report_lock);
@@ -1181,7 +1139,6 @@ static void leak_fork_parent(void)
 
 static void leak_fork_child(void)
 {
-	mki_lock_reset(&threads_lock);
 	mki_lock_reset(&stack_lock);
 	for (unsigned i = 0; i < LEAK_SHARDS; i++)
 		mki_lock_reset(&shards[i].lock);
@@ -1210,28 +1167,23 @@ static MKI_NOINLINE void count_untracked(void)
 }
 
 /* A block outside the chunks, in the table of large blocks. */
-static MKI_NOINLINE void record_large(struct tstate *t, uintptr_t p, size_t size,
-				      struct leak_stack *st)
+static MKI_NOINLINE void record_large(uintptr_t p, size_t size, struct leak_stack *st)
 {
-	if (live_insert(p, size, st))
-		count_bytes(t, (intptr_t)size);
-	else
+	if (!live_insert(p, size, st))
 		count_untracked();
 }
 
 /* A block in a chunk, in its entry e of the chunk's shadow (NULL: no
  * memory for the shadow); any other block (c NULL) in the table. */
-static inline void record_block(struct tstate *t, struct mki_chunk *c, struct shadow_entry *e,
-				uintptr_t p, size_t size, struct leak_stack *st)
+static inline void record_block(struct mki_chunk *c, struct shadow_entry *e, uintptr_t p,
+				size_t size, struct leak_stack *st)
 {
-	if (mki_unlikely(!c)) {
-		record_large(t, p, size, st);
-	} else if (mki_likely(e != NULL)) {
+	if (mki_unlikely(!c))
+		record_large(p, size, st);
+	else if (mki_likely(e != NULL))
 		shadow_set(e, size, st);
-		count_bytes(t, (intptr_t)size);
-	} else {
+	else
 		count_untracked();
-	}
 }
 
 void mki_leak_on_alloc(void *p, size_t size)
@@ -1248,7 +1200,7 @@ void mki_leak_on_alloc(void *p, size_t size)
 	__builtin_prefetch(e, 1);
 	struct leak_stack *st = stack_of_caller(t);
 	if (st)
-		record_block(t, c, e, (uintptr_t)p, size, st);
+		record_block(c, e, (uintptr_t)p, size, st);
 	else
 		count_untracked();
 	in_tracker = false;
@@ -1257,28 +1209,24 @@ void mki_leak_on_alloc(void *p, size_t size)
 }
 
 /* The block's entry, changed in place: size, stack and epoch as a new
- * allocation's; the old size in *old. False if the block has none. */
-static bool shadow_resize(struct mki_chunk *c, uintptr_t addr, size_t size, struct leak_stack *st,
-			  size_t *old)
+ * allocation's. False if the block has none. */
+static bool shadow_resize(struct mki_chunk *c, uintptr_t addr, size_t size, struct leak_stack *st)
 {
 	struct shadow_entry *e = shadow_entry_in(c, addr, false);
 	if (!e || !atomic_load_explicit(&e->stack, memory_order_relaxed))
 		return false;
-	*old = INFO_SIZE(atomic_load_explicit(&e->info, memory_order_relaxed));
 	shadow_set(e, size, st);
 	return true;
 }
 
-static bool live_resize(uintptr_t addr, size_t size, struct leak_stack *st, size_t *old)
+static bool live_resize(uintptr_t addr, size_t size, struct leak_stack *st)
 {
 	struct shard *sh = shard_of(addr);
 	mki_lock(&sh->lock);
 	struct live_block *b = slot_find_locked(sh, addr);
-	if (b) {
-		*old = b->size;
+	if (b)
 		*b = (struct live_block){addr, size, st,
 					 atomic_load_explicit(&epoch, memory_order_relaxed)};
-	}
 	mki_unlock(&sh->lock);
 	return b != NULL;
 }
@@ -1294,7 +1242,6 @@ void mki_leak_on_resize(void *p, size_t size)
 	struct tstate *t = thread_state();
 	struct leak_stack *st = stack_of_caller(t);
 	uintptr_t a = (uintptr_t)p;
-	size_t old = 0;
 	if (!st) {
 		in_tracker = false;
 		mki_leak_on_free(p);
@@ -1302,10 +1249,9 @@ void mki_leak_on_resize(void *p, size_t size)
 		return;
 	}
 	struct mki_chunk *c = mki_chunk_of(p);
-	if (c ? shadow_resize(c, a, size, st, &old) : live_resize(a, size, st, &old))
-		count_bytes(t, (intptr_t)size - (intptr_t)old);
-	else /* not recorded before: allocated untracked */
-		record_block(t, c, c ? shadow_entry_in(c, a, true) : NULL, a, size, st);
+	if (!(c ? shadow_resize(c, a, size, st) : live_resize(a, size, st)))
+		/* not recorded before: allocated untracked */
+		record_block(c, c ? shadow_entry_in(c, a, true) : NULL, a, size, st);
 	in_tracker = false;
 	if (mki_unlikely(atomic_load_explicit(&window_report_pending, memory_order_relaxed)))
 		report_signal_window();
@@ -1315,13 +1261,10 @@ void mki_leak_on_free(void *p)
 {
 	if (!p)
 		return;
-	struct tstate *t = tstate == TSTATE_DEAD ? NULL : tstate;
 	struct mki_chunk *c = mki_chunk_of(p);
 	if (mki_likely(c != NULL)) {
 		/* one store, no lock: safe even inside the tracker */
-		size_t size = shadow_remove(c, (uintptr_t)p);
-		if (size)
-			count_bytes(t, -(intptr_t)size);
+		shadow_clear(c, (uintptr_t)p);
 		return;
 	}
 	if (in_tracker)
@@ -1329,10 +1272,8 @@ void mki_leak_on_free(void *p)
 	/* a signal handler that frees while we hold a shard lock must not
 	 * come back for it */
 	in_tracker = true;
-	size_t size = live_remove((uintptr_t)p);
+	live_remove((uintptr_t)p);
 	in_tracker = false;
-	if (size)
-		count_bytes(t, -(intptr_t)size);
 }
 
 /* ------------------------------------------------------------ init */
@@ -1426,17 +1367,33 @@ void mki_leak_init(void)
 	mki_leak_active = true;
 }
 
-/* Live requested bytes, for mk_stats_get; declared here until internal.h
- * lists it. Each thread's counter is read without stopping it: a
+static void add_requested(void *ctx, uintptr_t addr, struct shadow_entry *e)
+{
+	(void)addr;
+	*(size_t *)ctx += INFO_SIZE(atomic_load_explicit(&e->info, memory_order_relaxed));
+}
+
+/* Live requested bytes, for mk_stats_get: summed from the shadows and the
+ * large-block table when asked, so that free stores to the block's entry
+ * without reading its size first. Other threads are not stopped: a
  * snapshot, as all statistics. */
 size_t mki_leak_requested_bytes(void)
 {
-	mki_lock(&threads_lock);
-	intptr_t sum = atomic_load_explicit(&retired_bytes, memory_order_relaxed);
-	for (struct tstate *t = threads; t; t = t->next)
-		sum += atomic_load_explicit(&t->bytes, memory_order_relaxed);
-	mki_unlock(&threads_lock);
-	return sum > 0 ? (size_t)sum : 0;
+	size_t sum = 0;
+	shadow_each(add_requested, &sum);
+	/* a signal handler's free must not wait for a shard lock held here */
+	bool was_in = in_tracker;
+	in_tracker = true;
+	for (unsigned i = 0; i < LEAK_SHARDS; i++) {
+		struct shard *sh = &shards[i];
+		mki_lock(&sh->lock);
+		for (size_t j = 0; sh->slots && j <= sh->mask; j++)
+			if (sh->slots[j].addr)
+				sum += sh->slots[j].size;
+		mki_unlock(&sh->lock);
+	}
+	in_tracker = was_in;
+	return sum;
 }
 
 bool mk_leak_enabled(void)

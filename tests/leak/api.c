@@ -5,6 +5,8 @@
  *                window and still live are reported (JSON on stdout)
  *   api report   mk_leak_report as JSON on stdout, then "lost=N"
  *   api stats    mk_stats_print as JSON on stdout, after known allocations
+ *   api requested  mk_stats_get's requested bytes follow known allocations,
+ *                a realloc in place, and frees (with MEMKIT_LEAK=1)
  *
  * May call libc and libmemkit's public API.
  */
@@ -87,6 +89,42 @@ static int stats(void)
 	return 0;
 }
 
+static size_t requested_now(void)
+{
+	struct mk_stats st;
+	return mk_stats_get(&st) ? (size_t)-1 : st.requested_bytes;
+}
+
+/* Prints each step's change of the requested bytes, against what the step
+ * asked for: "step got want", a line each. */
+static int requested(void)
+{
+	enum { N = 100 };
+	void *small[N];
+	printf("start\n"); /* stdout's buffer is allocated before the base is taken */
+	size_t base = requested_now();
+	for (int i = 0; i < N; i++)
+		small[i] = malloc(37);
+	/* through sink: the compiler may drop a malloc whose block is only freed */
+	char *big = malloc(300000), *zeroed = calloc(10, 100), *grown = malloc(1000);
+	sink = big;
+	sink = zeroed;
+	sink = grown;
+	printf("alloc %zu %d\n", requested_now() - base, N * 37 + 300000 + 1000 + 1000);
+	grown = realloc(grown, 1001); /* in place: its class has room */
+	printf("realloc %zu %d\n", requested_now() - base, N * 37 + 300000 + 1000 + 1001);
+	for (int i = 0; i < N; i += 2)
+		free(small[i]);
+	free(big);
+	printf("free %zu %d\n", requested_now() - base, N / 2 * 37 + 1000 + 1001);
+	for (int i = 1; i < N; i += 2)
+		free(small[i]);
+	free(zeroed);
+	free(grown);
+	printf("all %zu %d\n", requested_now() - base, 0);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
@@ -98,6 +136,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(mode, "window"))
 		return window();
+	if (!strcmp(mode, "requested"))
+		return requested();
 	if (!strcmp(mode, "report"))
 		return report();
 	fprintf(stderr, "usage: api window|report|stats\n");

@@ -430,6 +430,17 @@ def case_api_stats(args):
     check(tail.startswith("allocated="), "mk_stats_get ran")
 
 
+def case_api_requested(args):
+    r = run([args.api, "requested"], env={"MEMKIT_LEAK": "1"})
+    check(r.returncode == 0, f"api requested exits 0 (got {r.returncode})")
+    lines = [l.split() for l in r.stdout.decode().splitlines()]
+    steps = {l[0]: (int(l[1]), int(l[2])) for l in lines if len(l) == 3}
+    for step in ("alloc", "realloc", "free", "all"):
+        got, want = steps.get(step, (None, None))
+        check(got is not None and got == want,
+              f"requested bytes after {step}: {got}, asked for {want}")
+
+
 def case_signal_window(args):
     r = run([args.planted, "signal-window"],
             env={"LD_PRELOAD": args.lib, "MEMKIT_LEAK": "1"})
@@ -465,7 +476,7 @@ CASES = {
     "planted": case_planted, "valgrind": case_valgrind, "text": case_text,
     "fail-on-leak": case_fail_on_leak, "exit-status": case_exit_status,
     "stats": case_stats, "threads": case_threads, "indirect": case_indirect, "recursive": case_recursive, "fork": case_fork, "closed-stderr": case_closed_stderr, "api-window": case_api_window, "api-report": case_api_report,
-    "api-stats": case_api_stats, "signal-window": case_signal_window,
+    "api-stats": case_api_stats, "api-requested": case_api_requested, "signal-window": case_signal_window,
     "library-constructor": case_library_constructor,
 }
 
