@@ -7,6 +7,8 @@
  *   api stats    mk_stats_print as JSON on stdout, after known allocations
  *   api requested  mk_stats_get's requested bytes follow known allocations,
  *                a realloc in place, and frees (with MEMKIT_LEAK=1)
+ *   api bss      blocks pointed to from written pages of a large, mostly
+ *                untouched static array are still reachable (mk_leak_report)
  *
  * May call libc and libmemkit's public API.
  */
@@ -125,6 +127,28 @@ static int requested(void)
 	return 0;
 }
 
+/* 64 MiB of bss, three of its pages written: a report reads those only */
+static void *volatile big_bss[8 << 20]; /* volatile: the stores must stay */
+
+NOINLINE void bss_alloc(void);
+NOINLINE void bss_alloc(void)
+{
+	size_t per_page = 4096 / sizeof(void *);
+	big_bss[(40 << 20) / sizeof(void *)] = malloc(5555);	/* a page's first word */
+	big_bss[per_page * 3000 + per_page - 1] = malloc(6666); /* a page's last word */
+	big_bss[(8 << 20) - 1] = malloc(7777);			/* the array's last word */
+}
+
+static int bss(void)
+{
+	bss_alloc();
+	report_leak_b();
+	scrub_stack();
+	long n = mk_leak_report(STDOUT_FILENO, MK_FORMAT_JSON);
+	printf("\nlost=%ld\n", n);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
@@ -138,6 +162,8 @@ int main(int argc, char **argv)
 		return window();
 	if (!strcmp(mode, "requested"))
 		return requested();
+	if (!strcmp(mode, "bss"))
+		return bss();
 	if (!strcmp(mode, "report"))
 		return report();
 	fprintf(stderr, "usage: api window|report|stats\n");

@@ -441,6 +441,17 @@ def case_api_requested(args):
               f"requested bytes after {step}: {got}, asked for {want}")
 
 
+def case_api_bss(args):
+    r = run([args.api, "bss"], env={"MEMKIT_LEAK": "1"})
+    check(r.returncode == 0, f"api bss exits 0 (got {r.returncode})")
+    rep, tail = api_json(r.stdout)
+    reachable = sorted(s["bytes"] for s in rep["reachable"] if "bss_alloc" in s["stack"][0])
+    check(reachable == [5555, 6666, 7777],
+          f"the blocks held in written pages of a 64 MiB bss are still reachable ({reachable})")
+    lost = sorted(s["bytes"] for s in rep["leaks"])
+    check(lost == [3333], f"only report_leak_b's block is lost ({lost})")
+
+
 def case_signal_window(args):
     r = run([args.planted, "signal-window"],
             env={"LD_PRELOAD": args.lib, "MEMKIT_LEAK": "1"})
@@ -476,7 +487,7 @@ CASES = {
     "planted": case_planted, "valgrind": case_valgrind, "text": case_text,
     "fail-on-leak": case_fail_on_leak, "exit-status": case_exit_status,
     "stats": case_stats, "threads": case_threads, "indirect": case_indirect, "recursive": case_recursive, "fork": case_fork, "closed-stderr": case_closed_stderr, "api-window": case_api_window, "api-report": case_api_report,
-    "api-stats": case_api_stats, "api-requested": case_api_requested, "signal-window": case_signal_window,
+    "api-stats": case_api_stats, "api-requested": case_api_requested, "api-bss": case_api_bss, "signal-window": case_signal_window,
     "library-constructor": case_library_constructor,
 }
 
