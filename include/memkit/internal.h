@@ -197,12 +197,17 @@ struct mki_chunk {
 	struct mki_chunk *next, *prev;
 	uint32_t free_pages;
 	uint8_t zone; /* page.c's zone whose lists hold its free blocks */
+	struct mki_page pages[MKI_CHUNK_PAGES];
 	/* leak.c's shadow of this address range, cached here so that a hook
 	 * finds it from the chunk it looks up anyway (leak.c owns it, by
-	 * address: a chunk mapped again at the same place finds it again) */
+	 * address: a chunk mapped again at the same place finds it again).
+	 * After the pages: a field before them would push every other
+	 * descriptor across a cache line. */
 	void *_Atomic leak_shadow;
-	struct mki_page pages[MKI_CHUNK_PAGES];
 };
+_Static_assert(offsetof(struct mki_chunk, pages) % sizeof(struct mki_page) == 0 &&
+		   64 % sizeof(struct mki_page) == 0,
+	       "a page descriptor lies within one cache line");
 
 /* The chunk a pointer lies in, or NULL: two loads through a radix map over
  * the 47-bit user address space (13 bits, then 12 bits of chunk number). */
