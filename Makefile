@@ -34,6 +34,11 @@ bench: all
 	{ echo; echo "## What safety costs"; echo; \
 	  echo "\`bench/checks.sh $(BUILD)\`: the default library against the same without its free-path checks and against the secure build; medians of 5 interleaved runs."; \
 	  echo; bench/checks.sh $(BUILD); } >> BENCHMARKS.md
+	{ echo; echo "## What leak tracking costs (issue 4)"; echo; \
+	  echo "\`PEERS=no BENCH_SCALE=1 bench/leak/run.sh $(BUILD) 3\`: the workloads with \`MEMKIT_LEAK=1\` against plain libmemkit, full size (wall and CPU s, medians)."; \
+	  echo; PEERS=no BENCH_SCALE=1 bench/leak/run.sh $(BUILD) 3; echo; \
+	  echo "\`BENCH_SCALE=0.1 SLOW_RUNS=1 bench/leak/run.sh $(BUILD) 3\`: a tenth of the work, beside valgrind memcheck (\`--leak-check=full\`) and heaptrack, each stopped after 60 s; start-up weighs more at this size."; \
+	  echo; BENCH_SCALE=0.1 SLOW_RUNS=1 bench/leak/run.sh $(BUILD) 3; } >> BENCHMARKS.md
 
 fuzz: all
 	@scripts/deps.sh test
