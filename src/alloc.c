@@ -573,6 +573,14 @@ static inline __attribute__((always_inline)) void free_to_recent(struct mki_heap
 #endif
 	recent_push(h, cls, b, tag);
 }
+
+/* free_to_recent as a function of its own, reached by a tail call: its
+ * registers would otherwise be saved on the path of a thread's own blocks
+ * too. p first: free has it in that register already. */
+static MKI_NOINLINE void free_shared(void *p, struct mki_heap *h, unsigned cls)
+{
+	free_to_recent(h, cls, p);
+}
 #endif
 
 static bool is_run_head(struct mki_chunk *c, struct mki_page *pg, const void *p)
@@ -642,7 +650,7 @@ static inline __attribute__((always_inline)) void free_block(void *p)
 	 * set for MKI_CLS_NONE */
 	if (h->shared[cls]) {
 		h->shared[cls] |= (uint8_t)((owner != h) << 1);
-		free_to_recent(h, cls, p);
+		free_shared(p, h, cls);
 		return;
 	}
 	if (mki_likely(owner == h)) {
@@ -654,7 +662,7 @@ static inline __attribute__((always_inline)) void free_block(void *p)
 		return;
 	}
 	h->shared[cls] = 2;
-	free_to_recent(h, cls, p);
+	free_shared(p, h, cls);
 #else
 	slab_free(pg->slab, p);
 #endif
