@@ -19,14 +19,14 @@
  *     chunk, indexed by address, written by the block's owner without a
  *     lock; a large block (mapped on its own) a 32-byte slot in one of 64
  *     locked shards of an open-addressing table.
- *  3. A report freezes the shards (not the shadows: chunks are never
- *     unmapped, so a block freed meanwhile can still be read), marks blocks
- *     reachable from the roots (conservative scan, as valgrind does),
- *     transitively through live blocks; then scans each unreachable block
- *     not yet reached that way and marks the unreachable blocks it reaches
- *     indirectly lost (valgrind's cliques); then unlocks and names the
- *     frames with dladdr. Blocks allocated or freed by other threads while it
- *     runs may be counted or not.
+ *  3. A report freezes the shards (not the shadows: page.c unmaps no chunk
+ *     while tracking is on, so a block freed meanwhile can still be read),
+ *     marks blocks reachable from the roots (conservative scan, as valgrind
+ *     does), transitively through live blocks; then scans each unreachable
+ *     block not yet reached that way and marks the unreachable blocks it
+ *     reaches indirectly lost (valgrind's cliques); then unlocks and names
+ *     the frames with dladdr. Blocks allocated or freed by other threads
+ *     while it runs may be counted or not.
  *
  * Nothing here calls malloc (nor printf, qsort, backtrace() which may): the
  * tables come from mki_meta_alloc, output goes through mki_vsnprintf. A
@@ -876,12 +876,14 @@ static MKI_NOINLINE struct leak_stack *stack_of_caller(struct tstate *t)
 /* ------------------------------------------------------------ chunk shadows
  * Blocks inside chunks (slabs and page runs: all but large mappings) are
  * recorded in a shadow of their chunk: one 16-byte entry per 16-byte
- * granule, found from the address with two loads (a radix map shaped like
- * mki_radix), no hash, no lock. Blocks allocated one after another sit
- * side by side, so their entries share cache lines. A shadow is mapped
- * untouched (4 MiB of address space per chunk) and only the pages of
- * entries in use become resident. Chunks are never unmapped, so a report
- * may read a block's memory while its owner frees it. */
+ * granule, found through the chunk's descriptor (which the hooks look up
+ * anyway) or, the first time and for a report, by address (a radix map
+ * shaped like mki_radix), no hash, no lock. Blocks allocated one after
+ * another sit side by side, so their entries share cache lines. A shadow
+ * is mapped untouched (4 MiB of address space per chunk) and only the
+ * pages of entries in use become resident. page.c unmaps no chunk while
+ * tracking is on, so a report may read a block's memory, and its chunk's
+ * descriptor, while the owner frees it. */
 
 #define SHADOW_SHIFT   4 /* a granule: MKI_ALIGN */
 #define SHADOW_ENTRIES (MKI_CHUNK_SIZE >> SHADOW_SHIFT)

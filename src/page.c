@@ -13,7 +13,9 @@
  * that a program that frees and allocates again does not pay system calls
  * each time: free blocks of MKI_PURGE_MIN_ORDER and up are purged
  * (MADV_DONTNEED: the range stays, the pages go), and wholly free chunks are
- * unmapped (all but one, kept purged against thrashing). A free block
+ * unmapped (all but one, kept purged against thrashing; none while leak
+ * tracking is on: a leak report reads blocks and chunk descriptors that
+ * their owners may free meanwhile). A free block
  * remembers whether it may hold resident pages (MKI_PF_DIRTY): a clean
  * block is known to read as zeros, which calloc uses. Dirty blocks sit at
  * the heads of the lists, clean ones at the tails, and an allocation takes
@@ -33,7 +35,7 @@
  * zone lock is held at a time.
  * Lock order: heap locks -> a zone's lock -> meta_lock.
  *
- * May call: os.c, meta.c, libc.c.
+ * May call: os.c, meta.c, libc.c; reads leak.c's mki_leak_active.
  */
 #include <errno.h>
 #include <string.h>
@@ -652,10 +654,14 @@ static size_t purge_order_locked(struct zone *z, unsigned order, uint32_t now, b
 }
 
 /* Wholly free chunks go back to the OS, all but one (purged) so that a
- * program hovering around a chunk boundary does not map and unmap. */
+ * program hovering around a chunk boundary does not map and unmap. Not
+ * while leak tracking is on: its reports and statistics read blocks and
+ * chunk descriptors without the zones' locks; the free chunks stay, purged. */
 static size_t release_chunks_locked(struct zone *z, uint32_t now, bool force, bool keep_one)
 {
 	size_t bytes = 0;
+	if (mki_leak_active)
+		return 0;
 	struct mki_page *head = &z->free_area[MKI_MAX_ORDER];
 	struct mki_page *pg = head->lru.next;
 	bool kept = !keep_one;

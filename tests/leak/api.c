@@ -9,9 +9,12 @@
  *                a realloc in place, and frees (with MEMKIT_LEAK=1)
  *   api bss      blocks pointed to from written pages of a large, mostly
  *                untouched static array are still reachable (mk_leak_report)
+ *   api chunks   "before after": libmemkit's chunks while 24 MiB of page
+ *                runs are live, and after they are freed and malloc_trim(0)
  *
  * May call libc and libmemkit's public API.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,11 +152,35 @@ static int bss(void)
 	return 0;
 }
 
+static size_t chunks_now(void)
+{
+	struct mk_stats st;
+	return mk_stats_get(&st) ? 0 : st.chunks;
+}
+
+/* Page runs (below the mmap threshold, above the slab classes) fill
+ * several chunks, then all go back; a trim would unmap the chunks. */
+static int chunks(void)
+{
+	enum { N = 240 };
+	static void *runs[N];
+	for (int i = 0; i < N; i++)
+		memset(runs[i] = malloc(100 << 10), 1, 100 << 10);
+	size_t before = chunks_now();
+	for (int i = 0; i < N; i++)
+		free(runs[i]);
+	malloc_trim(0);
+	printf("%zu %zu\n", before, chunks_now());
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
 	if (!strcmp(mode, "stats"))
 		return stats();
+	if (!strcmp(mode, "chunks"))
+		return chunks();
 	if (!mk_leak_enabled()) {
 		fprintf(stderr, "api: leak tracking is off (MEMKIT_LEAK=1 not seen)\n");
 		return 1;

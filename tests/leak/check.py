@@ -452,6 +452,18 @@ def case_api_bss(args):
     check(lost == [3333], f"only report_leak_b's block is lost ({lost})")
 
 
+def case_api_chunks(args):
+    counts = {}
+    for leak in ("0", "1"):
+        r = run([args.api, "chunks"], env={"MEMKIT_LEAK": leak})
+        check(r.returncode == 0, f"api chunks exits 0 with MEMKIT_LEAK={leak} (got {r.returncode})")
+        counts[leak] = [int(x) for x in r.stdout.decode().split()]
+    check(counts["0"][0] >= 4 and counts["0"][1] <= 1,
+          f"without tracking, malloc_trim unmaps the free chunks (before, after: {counts['0']})")
+    check(counts["1"][0] >= 4 and counts["1"][1] == counts["1"][0],
+          f"with tracking, every chunk stays mapped: a report may read it (before, after: {counts['1']})")
+
+
 def case_signal_window(args):
     r = run([args.planted, "signal-window"],
             env={"LD_PRELOAD": args.lib, "MEMKIT_LEAK": "1"})
@@ -487,7 +499,7 @@ CASES = {
     "planted": case_planted, "valgrind": case_valgrind, "text": case_text,
     "fail-on-leak": case_fail_on_leak, "exit-status": case_exit_status,
     "stats": case_stats, "threads": case_threads, "indirect": case_indirect, "recursive": case_recursive, "fork": case_fork, "closed-stderr": case_closed_stderr, "api-window": case_api_window, "api-report": case_api_report,
-    "api-stats": case_api_stats, "api-requested": case_api_requested, "api-bss": case_api_bss, "signal-window": case_signal_window,
+    "api-stats": case_api_stats, "api-requested": case_api_requested, "api-bss": case_api_bss, "api-chunks": case_api_chunks, "signal-window": case_signal_window,
     "library-constructor": case_library_constructor,
 }
 
