@@ -1651,13 +1651,10 @@ static void push_block(struct marker *mk, uintptr_t addr, size_t size)
  * false if no live block starts there. */
 static bool mark_block(struct marker *mk, uintptr_t addr)
 {
-	/* by address, not through the chunk's descriptor: addr is any word
-	 * of the roots, in a chunk that may be going back to the OS */
-	if (mki_chunk_of((void *)addr)) {
-		struct shadow_entry *sh =
-		    (addr & (MKI_ALIGN - 1)) ? NULL : shadow_by_address(addr, false);
+	struct mki_chunk *c = mki_chunk_of((void *)addr);
+	if (c) {
 		struct shadow_entry *e =
-		    sh ? &sh[(addr & (MKI_CHUNK_SIZE - 1)) >> SHADOW_SHIFT] : NULL;
+		    (addr & (MKI_ALIGN - 1)) ? NULL : shadow_entry_in(c, addr, false);
 		uintptr_t s = e ? atomic_load_explicit(&e->stack, memory_order_acquire) : 0;
 		if (!s)
 			return false;
