@@ -968,13 +968,12 @@ static inline void shadow_set(struct shadow_entry *e, size_t size, struct leak_s
 
 /* A blind store, no load first: the entry's line is seldom in cache (a
  * line per block), and a store that misses does not hold the free up as a
- * load does. No shadow yet: the chunk has had no block recorded. */
+ * load does. No shadow: the chunk has had no block recorded. */
 static inline void shadow_clear(struct mki_chunk *c, uintptr_t a)
 {
-	struct shadow_entry *sh = atomic_load_explicit(&c->leak_shadow, memory_order_acquire);
-	if (sh)
-		atomic_store_explicit(&sh[(a & (MKI_CHUNK_SIZE - 1)) >> SHADOW_SHIFT].stack, 0,
-				      memory_order_relaxed);
+	struct shadow_entry *e = shadow_entry_in(c, a, false);
+	if (e)
+		atomic_store_explicit(&e->stack, 0, memory_order_relaxed);
 }
 
 /* Calls fn on every entry of every chunk page that may hold blocks (slab
