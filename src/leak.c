@@ -38,12 +38,13 @@
  * libgcc_s is loaded by dlopen from libmemkit's constructor, only when
  * tracking is on), dl_iterate_phdr, dladdr1, open/read/close/readlink,
  * sigaction, pthread_atfork, pthread_key_create/setspecific, pread of
- * /proc/self/pagemap. The exit report itself is written by stats.c (one
+ * /proc/self/pagemap, getdents64 of /proc/self/task. The exit report itself is written by stats.c (one
  * file for statistics and leaks).
  * Lock order: report_lock, then the shard locks in index order, then
  * stack_lock; meta.c's lock may be taken under any of them.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <dlfcn.h>
 #include <stddef.h>
 #include <errno.h>
@@ -66,6 +67,7 @@
 #define LEAK_BITS	   (LEAK_MARK | LEAK_INDIRECT)
 #define LEAK_MAX_ROOTS	   1024 /* address ranges scanned as roots */
 #define LEAK_TCB_SCAN	   4096 /* bytes scanned from a thread descriptor */
+#define LEAK_MAX_THREADS   1024 /* other threads whose stacks a report scans */
 
 /* ------------------------------------------------------------ types */
 
@@ -1465,6 +1467,8 @@ static void out_json_str(struct out *o, const char *s)
 struct roots {
 	struct root r[LEAK_MAX_ROOTS];
 	unsigned n;
+	uintptr_t other_sp[LEAK_MAX_THREADS]; /* other threads' stack pointers */
+	unsigned nsp;
 };
 
 static void add_root(struct roots *rs, uintptr_t lo, uintptr_t hi)
@@ -1593,6 +1597,15 @@ static bool is_allocator_memory(uintptr_t lo)
 	       mki_block_of((void *)lo, &start, &usable) != MKI_PTR_INVALID;
 }
 
+/* The stack pointer of another thread within [lo, hi), or 0. */
+static uintptr_t other_thread_sp_in(const struct roots *rs, uintptr_t lo, uintptr_t hi)
+{
+	for (unsigned i = 0; i < rs->nsp; i++)
+		if (rs->other_sp[i] >= lo && rs->other_sp[i] < hi)
+			return rs->other_sp[i];
+	return 0;
+}
+
 static void add_map_roots(struct roots *rs, const struct map_line *m, uintptr_t sp)
 {
 	if (m->perms[0] != 'r' || m->perms[1] != 'w')
@@ -1603,9 +1616,74 @@ static void add_map_roots(struct roots *rs, const struct map_line *m, uintptr_t 
 	}
 	if (m->inode || is_allocator_memory(m->lo))
 		return;
+	/* another thread's live frames, its static TLS and its descriptor
+	 * (which a thread library puts above the stack) */
+	uintptr_t other = other_thread_sp_in(rs, m->lo, m->hi);
+	if (other) {
+		add_root(rs, other, m->hi);
+		return;
+	}
 	uintptr_t tcb = find_thread_descriptor(m->lo, m->hi);
 	if (tcb)
 		add_root(rs, tcb, tcb + LEAK_TCB_SCAN < m->hi ? tcb + LEAK_TCB_SCAN : m->hi);
+}
+
+/* Thread tid's user stack pointer while it is blocked (in a system call,
+ * or stopped), from /proc/self/task/TID/syscall ("NR ARGS... SP PC", or
+ * "-1 SP PC"); 0 while it runs ("running": nothing to read) or without the
+ * file. */
+static uintptr_t blocked_thread_sp(long tid)
+{
+	char path[64], buf[256];
+	mki_snprintf(path, sizeof(path), "/proc/self/task/%ld/syscall", tid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0 || buf[0] < '-' || buf[0] > '9')
+		return 0;
+	buf[n] = 0;
+	const char *tok[2] = {NULL, NULL}; /* the last two "0x" fields seen */
+	for (const char *q = buf; (q = strstr(q, "0x")) != NULL; q += 2) {
+		tok[0] = tok[1];
+		tok[1] = q + 2;
+	}
+	if (!tok[0])
+		return 0;
+	return parse_hex(&tok[0]);
+}
+
+/* The stack pointers of the process's other threads that are blocked: a
+ * report scans their stacks from there up, as the current thread's, so
+ * that a block held in a frame of a thread waiting in a system call at
+ * exit, or while a window report runs, is not called lost. A running
+ * thread's stack is not scanned (only its descriptor), nor what another
+ * thread holds in registers alone. */
+static void collect_thread_sps(struct roots *rs)
+{
+	int dir = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return;
+	long self = (long)gettid();
+	char buf[4096];
+	ssize_t n;
+	while ((n = getdents64(dir, buf, sizeof(buf))) > 0) {
+		for (ssize_t off = 0; off < n;) {
+			const struct dirent64 *d = (const struct dirent64 *)(buf + off);
+			off += d->d_reclen;
+			long tid = 0;
+			const char *c = d->d_name;
+			for (; *c >= '0' && *c <= '9'; c++)
+				tid = tid * 10 + (*c - '0');
+			if (*c || !tid || tid == self || rs->nsp == LEAK_MAX_THREADS)
+				continue;
+			uintptr_t sp = blocked_thread_sp(tid);
+			if (sp)
+				rs->other_sp[rs->nsp++] = sp;
+		}
+	}
+	close(dir);
 }
 
 static void collect_map_roots(struct roots *rs, uintptr_t sp)
@@ -2131,6 +2209,7 @@ static void mark_from_roots(struct marker *mk, uintptr_t stack_from)
 	if (!rs)
 		return;
 	dl_iterate_phdr(add_object_roots, rs);
+	collect_thread_sps(rs);
 	collect_map_roots(rs, stack_from);
 	lock_all_shards();
 	size_t live = prepare_marks_locked(mk);

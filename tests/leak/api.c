@@ -11,10 +11,13 @@
  *                untouched static array are still reachable (mk_leak_report)
  *   api chunks   "before after": libmemkit's chunks while 24 MiB of page
  *                runs are live, and after they are freed and malloc_trim(0)
+ *   api thread-stack  mk_leak_report while another thread, blocked in
+ *                read(), holds a block in a frame of its stack only
  *
  * May call libc and libmemkit's public API.
  */
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,6 +177,42 @@ static int chunks(void)
 	return 0;
 }
 
+static int ready_pipe[2], release_pipe[2];
+
+/* Holds its block in a frame of its own (volatile: not in a register
+ * alone, which no scan of memory sees) while blocked in read(). */
+NOINLINE void *held_by_thread(void *arg);
+NOINLINE void *held_by_thread(void *arg)
+{
+	(void)arg;
+	char *volatile held = malloc(4444);
+	memset(held, 3, 4444);
+	char c = 0;
+	if (write(ready_pipe[1], &c, 1) != 1 || read(release_pipe[0], &c, 1) != 1)
+		abort();
+	free(held);
+	return NULL;
+}
+
+static int thread_stack(void)
+{
+	pthread_t t;
+	char c;
+	if (pipe(ready_pipe) || pipe(release_pipe) ||
+	    pthread_create(&t, NULL, held_by_thread, NULL) || read(ready_pipe[0], &c, 1) != 1)
+		return 1;
+	/* until the thread is in read(): its stack pointer is read from
+	 * /proc/self/task while it is blocked */
+	usleep(100 * 1000);
+	report_leak_b();
+	scrub_stack();
+	long n = mk_leak_report(STDOUT_FILENO, MK_FORMAT_JSON);
+	printf("\nlost=%ld\n", n);
+	if (write(release_pipe[1], &c, 1) != 1 || pthread_join(t, NULL))
+		return 1;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
@@ -191,6 +230,8 @@ int main(int argc, char **argv)
 		return requested();
 	if (!strcmp(mode, "bss"))
 		return bss();
+	if (!strcmp(mode, "thread-stack"))
+		return thread_stack();
 	if (!strcmp(mode, "report"))
 		return report();
 	fprintf(stderr, "usage: api window|report|stats\n");
