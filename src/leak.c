@@ -1467,8 +1467,11 @@ static void out_json_str(struct out *o, const char *s)
 struct roots {
 	struct root r[LEAK_MAX_ROOTS];
 	unsigned n;
-	uintptr_t other_sp[LEAK_MAX_THREADS]; /* other threads' stack pointers */
-	unsigned nsp;
+	struct other_thread {
+		long tid;
+		uintptr_t sp; /* 0: running, no stack pointer to read */
+	} other[LEAK_MAX_THREADS];
+	unsigned nother;
 };
 
 static void add_root(struct roots *rs, uintptr_t lo, uintptr_t hi)
@@ -1597,12 +1600,36 @@ static bool is_allocator_memory(uintptr_t lo)
 	       mki_block_of((void *)lo, &start, &usable) != MKI_PTR_INVALID;
 }
 
-/* The stack pointer of another thread within [lo, hi), or 0. */
+/* The stack pointer of another, blocked thread within [lo, hi), or 0. */
 static uintptr_t other_thread_sp_in(const struct roots *rs, uintptr_t lo, uintptr_t hi)
 {
-	for (unsigned i = 0; i < rs->nsp; i++)
-		if (rs->other_sp[i] >= lo && rs->other_sp[i] < hi)
-			return rs->other_sp[i];
+	for (unsigned i = 0; i < rs->nother; i++)
+		if (rs->other[i].sp >= lo && rs->other[i].sp < hi)
+			return rs->other[i].sp;
+	return 0;
+}
+
+static bool is_running_thread(const struct roots *rs, long tid)
+{
+	for (unsigned i = 0; tid && i < rs->nother; i++)
+		if (rs->other[i].tid == tid)
+			return !rs->other[i].sp;
+	return false;
+}
+
+/* The thread id in a glibc thread descriptor (x86-64: after the TCB header
+ * and a list link), 0 where its place is not known. Only compared with the
+ * ids of live threads: a wrong offset matches none. */
+#if defined(__x86_64__) && defined(__GLIBC__)
+#define PTHREAD_TID_OFFSET 0x2d0
+#endif
+static long descriptor_tid(uintptr_t tcb, uintptr_t hi)
+{
+#ifdef PTHREAD_TID_OFFSET
+	if (tcb + PTHREAD_TID_OFFSET + sizeof(pid_t) <= hi)
+		return *(const pid_t *)(tcb + PTHREAD_TID_OFFSET);
+#endif
+	(void)tcb, (void)hi;
 	return 0;
 }
 
@@ -1624,6 +1651,15 @@ static void add_map_roots(struct roots *rs, const struct map_line *m, uintptr_t 
 		return;
 	}
 	uintptr_t tcb = find_thread_descriptor(m->lo, m->hi);
+	/* a running thread's stack, with no stack pointer to start from: all
+	 * of it that was ever written (a stale frame below its stack pointer
+	 * may keep a lost block reachable, rather than a block in use be
+	 * called lost); the main thread's has no descriptor at its top */
+	if ((tcb && is_running_thread(rs, descriptor_tid(tcb, m->hi))) ||
+	    (!strncmp(m->path, "[stack]", 7) && is_running_thread(rs, (long)getpid()))) {
+		add_root(rs, m->lo, m->hi);
+		return;
+	}
 	if (tcb)
 		add_root(rs, tcb, tcb + LEAK_TCB_SCAN < m->hi ? tcb + LEAK_TCB_SCAN : m->hi);
 }
@@ -1654,12 +1690,12 @@ static uintptr_t blocked_thread_sp(long tid)
 	return parse_hex(&tok[0]);
 }
 
-/* The stack pointers of the process's other threads that are blocked: a
- * report scans their stacks from there up, as the current thread's, so
- * that a block held in a frame of a thread waiting in a system call at
- * exit, or while a window report runs, is not called lost. A running
- * thread's stack is not scanned (only its descriptor), nor what another
- * thread holds in registers alone. */
+/* The process's other threads, with the stack pointers of those that are
+ * blocked: a report scans their stacks from there up, as the current
+ * thread's, so that a block held in a frame of a thread waiting in a
+ * system call at exit, or while a window report runs, is not called lost;
+ * a running thread's whole stack is scanned. Not seen: what another thread
+ * holds in registers alone. */
 static void collect_thread_sps(struct roots *rs)
 {
 	int dir = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -1676,11 +1712,10 @@ static void collect_thread_sps(struct roots *rs)
 			const char *c = d->d_name;
 			for (; *c >= '0' && *c <= '9'; c++)
 				tid = tid * 10 + (*c - '0');
-			if (*c || !tid || tid == self || rs->nsp == LEAK_MAX_THREADS)
+			if (*c || !tid || tid == self || rs->nother == LEAK_MAX_THREADS)
 				continue;
-			uintptr_t sp = blocked_thread_sp(tid);
-			if (sp)
-				rs->other_sp[rs->nsp++] = sp;
+			rs->other[rs->nother++] =
+			    (struct other_thread){tid, blocked_thread_sp(tid)};
 		}
 	}
 	close(dir);

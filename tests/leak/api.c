@@ -13,11 +13,13 @@
  *                runs are live, and after they are freed and malloc_trim(0)
  *   api thread-stack  mk_leak_report while another thread, blocked in
  *                read(), holds a block in a frame of its stack only
+ *   api running-thread  the same while the other thread runs (spins)
  *
  * May call libc and libmemkit's public API.
  */
 #include <malloc.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,6 +215,37 @@ static int thread_stack(void)
 	return 0;
 }
 
+static _Atomic int spin_state; /* 1: the spinner holds its block; 2: stop */
+
+/* Holds its block in a frame of its own while it runs, never blocking. */
+NOINLINE void *held_by_spinner(void *arg);
+NOINLINE void *held_by_spinner(void *arg)
+{
+	(void)arg;
+	char *volatile held = malloc(5555);
+	memset(held, 4, 5555);
+	atomic_store(&spin_state, 1);
+	while (atomic_load(&spin_state) != 2)
+		;
+	free(held);
+	return NULL;
+}
+
+static int running_thread(void)
+{
+	pthread_t t;
+	if (pthread_create(&t, NULL, held_by_spinner, NULL))
+		return 1;
+	while (atomic_load(&spin_state) != 1)
+		;
+	report_leak_b();
+	scrub_stack();
+	long n = mk_leak_report(STDOUT_FILENO, MK_FORMAT_JSON);
+	printf("\nlost=%ld\n", n);
+	atomic_store(&spin_state, 2);
+	return pthread_join(t, NULL) ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
@@ -232,6 +265,8 @@ int main(int argc, char **argv)
 		return bss();
 	if (!strcmp(mode, "thread-stack"))
 		return thread_stack();
+	if (!strcmp(mode, "running-thread"))
+		return running_thread();
 	if (!strcmp(mode, "report"))
 		return report();
 	fprintf(stderr, "usage: api window|report|stats\n");

@@ -475,6 +475,17 @@ def case_api_thread_stack(args):
     check(lost == [3333], f"only report_leak_b's block is lost ({lost})")
 
 
+def case_api_running_thread(args):
+    r = run([args.api, "running-thread"], env={"MEMKIT_LEAK": "1"})
+    check(r.returncode == 0, f"api running-thread exits 0 (got {r.returncode})")
+    rep, tail = api_json(r.stdout)
+    reachable = [s["bytes"] for s in rep["reachable"] if "held_by_spinner" in s["stack"][0]]
+    check(reachable == [5555],
+          f"a block held on a running thread's stack is still reachable ({reachable})")
+    lost = sorted(s["bytes"] for s in rep["leaks"])
+    check(lost == [3333], f"only report_leak_b's block is lost ({lost})")
+
+
 def case_signal_window(args):
     r = run([args.planted, "signal-window"],
             env={"LD_PRELOAD": args.lib, "MEMKIT_LEAK": "1"})
@@ -510,7 +521,7 @@ CASES = {
     "planted": case_planted, "valgrind": case_valgrind, "text": case_text,
     "fail-on-leak": case_fail_on_leak, "exit-status": case_exit_status,
     "stats": case_stats, "threads": case_threads, "indirect": case_indirect, "recursive": case_recursive, "fork": case_fork, "closed-stderr": case_closed_stderr, "api-window": case_api_window, "api-report": case_api_report,
-    "api-stats": case_api_stats, "api-requested": case_api_requested, "api-bss": case_api_bss, "api-chunks": case_api_chunks, "api-thread-stack": case_api_thread_stack, "signal-window": case_signal_window,
+    "api-stats": case_api_stats, "api-requested": case_api_requested, "api-bss": case_api_bss, "api-chunks": case_api_chunks, "api-thread-stack": case_api_thread_stack, "api-running-thread": case_api_running_thread, "signal-window": case_signal_window,
     "library-constructor": case_library_constructor,
 }
 
