@@ -20,6 +20,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,29 +247,36 @@ static int running_thread(void)
 	return pthread_join(t, NULL) ? 1 : 0;
 }
 
+static const struct mode {
+	const char *name;
+	int (*run)(void);
+	bool needs_tracking;
+} modes[] = {
+    {"stats", stats, false},
+    {"chunks", chunks, false},
+    {"window", window, true},
+    {"report", report, true},
+    {"requested", requested, true},
+    {"bss", bss, true},
+    {"thread-stack", thread_stack, true},
+    {"running-thread", running_thread, true},
+};
+
 int main(int argc, char **argv)
 {
-	const char *mode = argc > 1 ? argv[1] : "";
-	if (!strcmp(mode, "stats"))
-		return stats();
-	if (!strcmp(mode, "chunks"))
-		return chunks();
-	if (!mk_leak_enabled()) {
-		fprintf(stderr, "api: leak tracking is off (MEMKIT_LEAK=1 not seen)\n");
-		return 1;
+	const char *name = argc > 1 ? argv[1] : "";
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		if (strcmp(name, modes[i].name))
+			continue;
+		if (modes[i].needs_tracking && !mk_leak_enabled()) {
+			fprintf(stderr, "api: leak tracking is off (MEMKIT_LEAK=1 not seen)\n");
+			return 1;
+		}
+		return modes[i].run();
 	}
-	if (!strcmp(mode, "window"))
-		return window();
-	if (!strcmp(mode, "requested"))
-		return requested();
-	if (!strcmp(mode, "bss"))
-		return bss();
-	if (!strcmp(mode, "thread-stack"))
-		return thread_stack();
-	if (!strcmp(mode, "running-thread"))
-		return running_thread();
-	if (!strcmp(mode, "report"))
-		return report();
-	fprintf(stderr, "usage: api window|report|stats\n");
+	fprintf(stderr, "usage: api MODE (");
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+		fprintf(stderr, "%s%s", i ? "|" : "", modes[i].name);
+	fprintf(stderr, ")\n");
 	return 2;
 }

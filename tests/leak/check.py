@@ -441,15 +441,28 @@ def case_api_requested(args):
               f"requested bytes after {step}: {got}, asked for {want}")
 
 
-def case_api_bss(args):
-    r = run([args.api, "bss"], env={"MEMKIT_LEAK": "1"})
-    check(r.returncode == 0, f"api bss exits 0 (got {r.returncode})")
+def check_held(args, mode, holder, sizes, where):
+    """api MODE reports the blocks that `holder` allocated (sizes) as still
+    reachable, held from `where`, and only report_leak_b's block as lost."""
+    r = run([args.api, mode], env={"MEMKIT_LEAK": "1"})
+    check(r.returncode == 0, f"api {mode} exits 0 (got {r.returncode})")
     rep, tail = api_json(r.stdout)
-    reachable = sorted(s["bytes"] for s in rep["reachable"] if "bss_alloc" in s["stack"][0])
-    check(reachable == [5555, 6666, 7777],
-          f"the blocks held in written pages of a 64 MiB bss are still reachable ({reachable})")
+    reachable = sorted(s["bytes"] for s in rep["reachable"] if holder in s["stack"][0])
+    check(reachable == sizes, f"the blocks held {where} are still reachable ({reachable})")
     lost = sorted(s["bytes"] for s in rep["leaks"])
     check(lost == [3333], f"only report_leak_b's block is lost ({lost})")
+
+
+def case_api_bss(args):
+    check_held(args, "bss", "bss_alloc", [5555, 6666, 7777], "in written pages of a 64 MiB bss")
+
+
+def case_api_thread_stack(args):
+    check_held(args, "thread-stack", "held_by_thread", [4444], "on a blocked thread's stack")
+
+
+def case_api_running_thread(args):
+    check_held(args, "running-thread", "held_by_spinner", [5555], "on a running thread's stack")
 
 
 def case_api_chunks(args):
@@ -462,28 +475,6 @@ def case_api_chunks(args):
           f"without tracking, malloc_trim unmaps the free chunks (before, after: {counts['0']})")
     check(counts["1"][0] >= 4 and counts["1"][1] == counts["1"][0],
           f"with tracking, every chunk stays mapped: a report may read it (before, after: {counts['1']})")
-
-
-def case_api_thread_stack(args):
-    r = run([args.api, "thread-stack"], env={"MEMKIT_LEAK": "1"})
-    check(r.returncode == 0, f"api thread-stack exits 0 (got {r.returncode})")
-    rep, tail = api_json(r.stdout)
-    reachable = [s["bytes"] for s in rep["reachable"] if "held_by_thread" in s["stack"][0]]
-    check(reachable == [4444],
-          f"a block held on a blocked thread's stack is still reachable ({reachable})")
-    lost = sorted(s["bytes"] for s in rep["leaks"])
-    check(lost == [3333], f"only report_leak_b's block is lost ({lost})")
-
-
-def case_api_running_thread(args):
-    r = run([args.api, "running-thread"], env={"MEMKIT_LEAK": "1"})
-    check(r.returncode == 0, f"api running-thread exits 0 (got {r.returncode})")
-    rep, tail = api_json(r.stdout)
-    reachable = [s["bytes"] for s in rep["reachable"] if "held_by_spinner" in s["stack"][0]]
-    check(reachable == [5555],
-          f"a block held on a running thread's stack is still reachable ({reachable})")
-    lost = sorted(s["bytes"] for s in rep["leaks"])
-    check(lost == [3333], f"only report_leak_b's block is lost ({lost})")
 
 
 def case_signal_window(args):
