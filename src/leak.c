@@ -109,7 +109,7 @@ struct shard {
 	uint32_t count;
 	size_t mask; /* capacity - 1; capacity is a power of two, or 0 */
 	struct live_block *slots;
-} __attribute__((aligned(64)));
+};
 
 /* A live block inside a chunk (slab or page run), found by its address in
  * the shadow of its chunk. The owner of the block writes it without a lock
@@ -318,18 +318,17 @@ struct walk {
 	bool truncated;	   /* stopped at the frame limit, not at the outermost frame */
 };
 
-/* The kept frames of a thread's last walk. Stored outermost first (frame k,
- * counted from the innermost, at LW(l, k)), so that a capture replaces the
- * innermost ones in place and the frames kept do not move. */
+/* The kept frames of a thread's last walk. Stored outermost first (entry
+ * 0 is the outermost frame, n - 1 the innermost), so that a capture
+ * replaces the innermost ones in place and the frames kept do not move. */
 struct last_walk {
 	unsigned n;			 /* 0: none to reuse */
 	bool truncated;			 /* frames beyond the last one were not kept */
 	uintptr_t slot[LEAK_MAX_FRAMES]; /* where the return address lay */
 	uintptr_t ra[LEAK_MAX_FRAMES];
-	struct leak_stack *node[LEAK_MAX_FRAMES]; /* the stack from frame k outwards */
+	struct leak_stack *node[LEAK_MAX_FRAMES]; /* the stack from entry i outwards */
 };
 
-#define LW(l, k) ((l)->n - 1 - (k)) /* frame k's index: k = 0 is the innermost */
 
 /* libmemkit's own frames, by distance from the first CFA of the walk: the
  * same entry point gives the same layout at any stack depth. */
@@ -645,7 +644,7 @@ static struct leak_stack *intern_walk(const struct walk *w, struct last_walk *l,
 		if (!node)
 			return NULL;
 		if (l) {
-			unsigned i = w->n - 1 - k; /* LW once l->n is w->n */
+			unsigned i = w->n - 1 - k;
 			l->slot[i] = w->cfa[first + k] - sizeof(void *);
 			l->ra[i] = w->ip[first + k];
 			l->node[i] = node;
@@ -665,23 +664,25 @@ struct fresh {
 	uintptr_t slot[LEAK_MAX_FRAMES];
 };
 
-/* The outermost entry of the last walk beyond `from` whose slot no longer
- * holds its return address, or `from` when all do. */
-static unsigned outermost_change(const struct last_walk *l, unsigned from)
+/* The outermost of the last walk's entries lo .. hi - 1 whose slot no
+ * longer holds its return address, or hi when all do. Scanned from the
+ * outside in, so the first difference found is the outermost one. */
+static inline unsigned first_changed(const struct last_walk *l, unsigned lo, unsigned hi)
 {
-	unsigned changed = from;
-	for (unsigned i = from + 1; i < l->n; i++)
-		if (*(const uintptr_t *)l->slot[LW(l, i)] != l->ra[LW(l, i)])
-			changed = i;
-	return changed;
+	/* pointers, not an index: the walk keeps many values live, and an
+	 * index spilled to the stack made each step wait on a reload */
+	const uintptr_t *slot = l->slot + lo, *ra = l->ra + lo, *end = l->slot + hi;
+	for (; slot < end; slot++, ra++)
+		if (*(const uintptr_t *)*slot != *ra)
+			break;
+	return (unsigned)(slot - l->slot);
 }
 
-/* The last walk becomes the fresh frames, then its own frames from k out;
- * returns the stack of the innermost one (NULL without memory). */
-static struct leak_stack *splice_walk(struct last_walk *l, unsigned k, const struct fresh *f)
+/* The last walk becomes its outermost `keep` entries, then the fresh
+ * frames; returns the stack of the innermost one (NULL without memory). */
+static struct leak_stack *splice_walk(struct last_walk *l, unsigned keep, const struct fresh *f)
 {
-	struct leak_stack *node = k < l->n ? l->node[LW(l, k)] : root_stack;
-	unsigned keep = l->n - k; /* at indexes 0 .. keep - 1, staying there */
+	struct leak_stack *node = keep ? l->node[keep - 1] : root_stack;
 	for (unsigned i = f->n; i-- > 0;) {
 		node = stack_child(node, f->ip[i]);
 		if (!node) {
@@ -701,15 +702,15 @@ static struct leak_stack *splice_walk(struct last_walk *l, unsigned k, const str
 	return node;
 }
 
-/* The walk met entry k of the last walk, and the frames further out are
- * unchanged: reuse it if the kept frames still start at the same outermost
- * one (else the trie path would differ: NULL, walk in full). */
-static struct leak_stack *meet_last_walk(struct last_walk *l, unsigned k, const struct fresh *f)
+/* The walk met the last walk's entry keep - 1, and the entries further out
+ * are unchanged: reuse them if the kept frames still start at the same
+ * outermost one (else the trie path would differ: NULL, walk in full). */
+static struct leak_stack *meet_last_walk(struct last_walk *l, unsigned keep, const struct fresh *f)
 {
-	unsigned depth = f->n + (l->n - k);
+	unsigned depth = f->n + keep;
 	if (l->truncated ? depth != l->n : depth > LEAK_MAX_FRAMES)
 		return NULL;
-	return splice_walk(l, k, f);
+	return splice_walk(l, keep, f);
 }
 
 /* libmemkit's own frames, with the same return addresses at the same
@@ -733,33 +734,47 @@ static bool skip_own_frames(const struct own_frames *o, uintptr_t top, uintptr_t
 	return true;
 }
 
-/* The stack of a caller whose first frame (ip, cfa) is where the last
- * walk's first was, with the same return address (a loop), when the frames
- * further out are the same too; else NULL, with *stale as walk_incremental
- * takes it: the entries it need not look at. */
+/* How far an incremental walk may trust the last walk: entries below
+ * `verified` are known to hold their return addresses still, and it can
+ * meet the last walk only at an entry below `limit` (the outermost entry
+ * found changed, or all of them). */
+struct trust {
+	unsigned verified, limit;
+};
+
+/* The stack of a caller whose first frame (ip, cfa) is the last walk's
+ * innermost, same slot and return address (a loop), when the frames
+ * further out are the same too; else NULL, with what the look found. */
 static inline struct leak_stack *walk_same_place(struct last_walk *l, uintptr_t ip, uintptr_t cfa,
-						 unsigned *stale)
+						 struct trust *tr)
 {
-	*stale = 0;
-	if (!l->n || l->slot[LW(l, 0)] != cfa - sizeof(void *) || l->ra[LW(l, 0)] != ip)
+	tr->verified = 0;
+	tr->limit = l->n;
+	if (!l->n || l->slot[l->n - 1] != cfa - sizeof(void *) || l->ra[l->n - 1] != ip)
 		return NULL;
-	*stale = outermost_change(l, 0) + 1;
-	return *stale == 1 ? l->node[LW(l, 0)] : NULL;
+	unsigned m = first_changed(l, 0, l->n - 1);
+	if (m == l->n - 1)
+		return l->node[m];
+	tr->verified = tr->limit = m;
+	return NULL;
 }
 
 /* From the frame (ip, cfa) outwards with learnt frame sizes, until the
  * last walk is met or the outermost frame reached; NULL when that cannot be
- * done (a size not learnt, too deep): the caller walks in full. base: the
- * first CFA of the walk; own: (ip, cfa) is still that first frame, whose
- * own frames were not skipped. */
+ * done (a size not learnt, too deep): the caller walks in full. The walk
+ * meets entry j when its frame has j's slot and return address and every
+ * entry further out still holds its own: each entry is looked at once per
+ * walk, whatever the number of candidates. base: the first CFA of the walk;
+ * own: (ip, cfa) is still that first frame, whose own frames were not
+ * skipped. */
 static MKI_NOINLINE struct leak_stack *walk_incremental(struct tstate *t, uintptr_t ip,
 							uintptr_t cfa, uintptr_t base, bool own,
-							unsigned stale)
+							struct trust tr)
 {
 	struct last_walk *l = &t->last;
 	struct own_frames *o = &t->own;
 	struct fresh f;
-	unsigned k = 0; /* entries below `stale` cannot be met */
+	unsigned live = l->n; /* entries 0 .. live - 1 lie at or above this frame */
 	bool too_many = false;
 	if (own) {
 		o->n = 0;
@@ -782,16 +797,16 @@ static MKI_NOINLINE struct leak_stack *walk_incremental(struct tstate *t, uintpt
 				own = false;
 				o->user_off = too_many || !o->n ? 0 : cfa - base;
 			}
-			while (k < l->n && l->slot[LW(l, k)] < slot)
-				k++; /* frames that have returned since */
-			if (k >= stale && k < l->n && l->slot[LW(l, k)] == slot &&
-			    l->ra[LW(l, k)] == ip) {
+			while (live && l->slot[live - 1] < slot)
+				live--; /* frames that have returned since */
+			unsigned j = live - 1;
+			if (live && j < tr.limit && l->slot[j] == slot && l->ra[j] == ip) {
 				/* a caller further out may have changed (a sibling
 				 * call at the same depth): then meet beyond it */
-				unsigned changed = outermost_change(l, k);
-				if (changed == k)
-					return meet_last_walk(l, k, &f);
-				stale = changed + 1;
+				unsigned m = j < tr.verified ? j : first_changed(l, tr.verified, j);
+				if (m == j)
+					return meet_last_walk(l, j + 1, &f);
+				tr.verified = tr.limit = m;
 			}
 			if (f.n == LEAK_MAX_FRAMES)
 				return NULL;
@@ -803,7 +818,7 @@ static MKI_NOINLINE struct leak_stack *walk_incremental(struct tstate *t, uintpt
 			return NULL;
 		if (size == RULE_OUTERMOST) {
 			l->truncated = false;
-			return splice_walk(l, l->n, &f);
+			return splice_walk(l, 0, &f);
 		}
 		cfa += (uintptr_t)size;
 		ip = *(const uintptr_t *)(cfa - sizeof(void *));
@@ -863,11 +878,11 @@ static MKI_NOINLINE struct leak_stack *stack_of_caller(struct tstate *t)
 #if defined(__x86_64__)
 	if (t && rules && t->stack_top) {
 		uintptr_t base = cfa;
-		unsigned stale = 0;
+		struct trust tr = {0, t->last.n};
 		bool own = !skip_own_frames(&t->own, t->stack_top, &ip, &cfa);
-		struct leak_stack *st = own ? NULL : walk_same_place(&t->last, ip, cfa, &stale);
+		struct leak_stack *st = own ? NULL : walk_same_place(&t->last, ip, cfa, &tr);
 		if (!st)
-			st = walk_incremental(t, ip, cfa, base, own, stale);
+			st = walk_incremental(t, ip, cfa, base, own, tr);
 		if (st)
 			return st;
 	}
