@@ -269,16 +269,11 @@ static bool kid_add_locked(struct leak_stack *parent, struct leak_stack *s)
 	return false;
 }
 
-/* The stack `parent` called from ip; lookups take no lock, inserts do. A
- * new stack (a recursive program makes one per call path) costs no lookup
- * in the hash table, 8 MiB where every probe misses the cache, unless its
- * parent already has LEAK_KIDS callees. */
-static struct leak_stack *stack_child(struct leak_stack *parent, uintptr_t ip)
+/* stack_child when the callee is not among the parent's inline slots. */
+static MKI_NOINLINE struct leak_stack *stack_child_slow(struct leak_stack *parent, uintptr_t ip,
+							 bool full)
 {
-	bool full;
-	struct leak_stack *s = kid_find(parent, ip, &full);
-	if (mki_likely(s != NULL))
-		return s;
+	struct leak_stack *s;
 	struct leak_stack *_Atomic *bucket = &stack_buckets[child_bucket(parent, ip)];
 	if (full && (s = child_find(bucket, parent, ip)) != NULL)
 		return s;
@@ -293,6 +288,19 @@ static struct leak_stack *stack_child(struct leak_stack *parent, uintptr_t ip)
 	}
 	mki_unlock(&stack_lock);
 	return s;
+}
+
+/* The stack `parent` called from ip; lookups take no lock, inserts do. A
+ * new stack (a recursive program makes one per call path) costs no lookup
+ * in the hash table, 8 MiB where every probe misses the cache, unless its
+ * parent already has LEAK_KIDS callees. Inline, the slow path apart: the
+ * walks call it for every new frame, and a call that saves registers for
+ * the lock path cost more than the lookup. */
+static inline struct leak_stack *stack_child(struct leak_stack *parent, uintptr_t ip)
+{
+	bool full;
+	struct leak_stack *s = kid_find(parent, ip, &full);
+	return mki_likely(s != NULL) ? s : stack_child_slow(parent, ip, full);
 }
 
 /* ------------------------------------------------------------ stack capture
