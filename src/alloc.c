@@ -619,9 +619,8 @@ static MKI_NOINLINE void free_large(void *p)
 
 /* Every path but the slab fast path is a function of its own, reached by a
  * tail call, so that the fast path saves no register. */
-static inline __attribute__((always_inline)) void free_block(void *p)
+static inline __attribute__((always_inline)) void free_block_in(struct mki_chunk *c, void *p)
 {
-	struct mki_chunk *c = mki_chunk_of(p);
 	if (mki_unlikely(c == NULL)) {
 		free_large(p);
 		return;
@@ -668,10 +667,17 @@ static inline __attribute__((always_inline)) void free_block(void *p)
 #endif
 }
 
+static inline __attribute__((always_inline)) void free_block(void *p)
+{
+	free_block_in(mki_chunk_of(p), p);
+}
+
+/* The block's chunk looked up once for both. */
 static MKI_NOINLINE void free_tracked(void *p)
 {
-	mki_leak_on_free(p);
-	free_block(p);
+	struct mki_chunk *c = mki_chunk_of(p);
+	mki_leak_on_free(c, p);
+	free_block_in(c, p);
 }
 
 /* free(NULL) takes the path of a pointer outside every chunk (free_large):
@@ -849,7 +855,7 @@ static MKI_NOINLINE void *realloc_slow(void *p, size_t size)
 		return NULL;
 	}
 	if (leak) /* before p can be freed and handed to another thread */
-		mki_leak_on_free(p);
+		mki_leak_on_free(mki_chunk_of(p), p);
 	if (kind == MKI_PTR_SLAB && size <= usable && size > usable / 2) {
 		q = p; /* fits, and not so much smaller that it should move */
 #ifdef MKI_SECURE

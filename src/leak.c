@@ -1270,7 +1270,7 @@ void mki_leak_on_resize(void *p, size_t size)
 	uintptr_t a = (uintptr_t)p;
 	if (!st) {
 		in_tracker = false;
-		mki_leak_on_free(p);
+		mki_leak_on_free(mki_chunk_of(p), p);
 		count_untracked();
 		return;
 	}
@@ -1283,17 +1283,14 @@ void mki_leak_on_resize(void *p, size_t size)
 		report_signal_window();
 }
 
-void mki_leak_on_free(void *p)
+void mki_leak_on_free(struct mki_chunk *c, void *p)
 {
-	if (!p)
-		return;
-	struct mki_chunk *c = mki_chunk_of(p);
 	if (mki_likely(c != NULL)) {
 		/* one store, no lock: safe even inside the tracker */
 		shadow_clear(c, (uintptr_t)p);
 		return;
 	}
-	if (in_tracker)
+	if (!p || in_tracker)
 		return;
 	/* a signal handler that frees while we hold a shard lock must not
 	 * come back for it */

@@ -559,7 +559,7 @@ extern bool mki_leak_active;
 void mki_leak_init(void);	   /* from mki_init when mki_opt.leak */
 void mki_leak_load_unwinder(void); /* from the constructor: dlopen allocates */
 void mki_leak_on_alloc(void *p, size_t size);
-void mki_leak_on_free(void *p);
+void mki_leak_on_free(struct mki_chunk *c, void *p); /* c: mki_chunk_of(p) */
 /* realloc kept p where it was, now of `size` bytes */
 void mki_leak_on_resize(void *p, size_t size);
 void mki_leak_at_exit(void);
