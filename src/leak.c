@@ -1283,13 +1283,10 @@ void mki_leak_on_resize(void *p, size_t size)
 		report_signal_window();
 }
 
-void mki_leak_on_free(struct mki_chunk *c, void *p)
+/* A large block's free: out of line, so that the common case saves no
+ * registers for the lock this takes. */
+static MKI_NOINLINE void forget_large(void *p)
 {
-	if (mki_likely(c != NULL)) {
-		/* one store, no lock: safe even inside the tracker */
-		shadow_clear(c, (uintptr_t)p);
-		return;
-	}
 	if (!p || in_tracker)
 		return;
 	/* a signal handler that frees while we hold a shard lock must not
@@ -1297,6 +1294,14 @@ void mki_leak_on_free(struct mki_chunk *c, void *p)
 	in_tracker = true;
 	live_remove((uintptr_t)p);
 	in_tracker = false;
+}
+
+void mki_leak_on_free(struct mki_chunk *c, void *p)
+{
+	if (mki_likely(c != NULL))
+		shadow_clear(c, (uintptr_t)p); /* one store, no lock: safe even inside the tracker */
+	else
+		forget_large(p);
 }
 
 /* ------------------------------------------------------------ init */
