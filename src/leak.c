@@ -271,7 +271,7 @@ static bool kid_add_locked(struct leak_stack *parent, struct leak_stack *s)
 
 /* stack_child when the callee is not among the parent's inline slots. */
 static MKI_NOINLINE struct leak_stack *stack_child_slow(struct leak_stack *parent, uintptr_t ip,
-							 bool full)
+							bool full)
 {
 	struct leak_stack *s;
 	struct leak_stack *_Atomic *bucket = &stack_buckets[child_bucket(parent, ip)];
@@ -336,7 +336,6 @@ struct last_walk {
 	uintptr_t ra[LEAK_MAX_FRAMES];
 	struct leak_stack *node[LEAK_MAX_FRAMES]; /* the stack from entry i outwards */
 };
-
 
 /* libmemkit's own frames, by distance from the first CFA of the walk: the
  * same entry point gives the same layout at any stack depth. */
@@ -1299,7 +1298,8 @@ static MKI_NOINLINE void forget_large(void *p)
 void mki_leak_on_free(struct mki_chunk *c, void *p)
 {
 	if (mki_likely(c != NULL))
-		shadow_clear(c, (uintptr_t)p); /* one store, no lock: safe even inside the tracker */
+		shadow_clear(c,
+			     (uintptr_t)p); /* one store, no lock: safe even inside the tracker */
 	else
 		forget_large(p);
 }

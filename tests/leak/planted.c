@@ -12,6 +12,12 @@
  *   planted signal-window  open and close a leak window with SIGUSR2
  *   planted recursive  loses 1000 + d bytes at the bottom of a recursion
  *                      d deep, for d = 1..12 (stacks taken by the fast walk)
+ *   planted tree       builds a binary tree of depth 10 node by node, every
+ *                      node lost: 16 + path bytes, the path (1, then a bit
+ *                      a level: 0 left, 1 right) being the calls to go_left
+ *                      and go_right in its stack (siblings at one depth,
+ *                      stacks of up to 26 frames: the walks' reuse of the
+ *                      last walk, truncated or not)
  *   planted fork       the child loses 111 bytes and exits; the parent waits
  *                      for it, then _exits (no report of its own)
  *   planted threads    8 threads allocate and free at once; each loses 100
@@ -249,6 +255,38 @@ static int recursive(void)
 	return 0;
 }
 
+static NOINLINE void tree_node(int depth, unsigned path);
+
+/* not tail calls: each stays a frame of the stack */
+static NOINLINE void go_left(int depth, unsigned path)
+{
+	tree_node(depth, path * 2);
+	sink = NULL;
+}
+
+static NOINLINE void go_right(int depth, unsigned path)
+{
+	tree_node(depth, path * 2 + 1);
+	sink = NULL;
+}
+
+static NOINLINE void tree_node(int depth, unsigned path)
+{
+	touch(malloc(16 + path), 8);
+	if (depth > 0) {
+		go_left(depth - 1, path);
+		go_right(depth - 1, path);
+	}
+	sink = NULL;
+}
+
+static int tree(void)
+{
+	tree_node(10, 1);
+	scrub_stack();
+	return 0;
+}
+
 static NOINLINE void leak_in_child(void)
 {
 	touch(malloc(111), 111);
@@ -382,11 +420,13 @@ int main(int argc, char **argv)
 		return threads();
 	if (!strcmp(mode, "recursive"))
 		return recursive();
+	if (!strcmp(mode, "tree"))
+		return tree();
 	if (!strcmp(mode, "fork"))
 		return fork_leak();
 	if (!strcmp(mode, "structures"))
 		return lose_structures();
 	fprintf(stderr, "usage: planted leaks|clean|exit N|kill SIG|echo|signal-window|"
-			"threads|recursive|fork|structures\n");
+			"threads|recursive|tree|fork|structures\n");
 	return 2;
 }
