@@ -346,10 +346,20 @@ struct own_frames {
 	uintptr_t user_off; /* the CFA past them, less the first; 0: not known */
 };
 
+/* A frame size the thread looked up (see "Frame sizes" below). */
+struct rule_memo {
+	uintptr_t ip; /* 0: none */
+	int32_t size;
+};
+
+#define RULE_MEMO 32 /* a power of two */
+
 struct tstate {
 	struct last_walk last;
-	struct own_frames own; /* libmemkit's frames the last walk began with */
-	uintptr_t stack_top;   /* highest CFA a full walk reached on this thread */
+	struct own_frames own;		  /* libmemkit's frames the last walk began with */
+	uintptr_t stack_top;		  /* highest CFA a full walk reached on this thread */
+	uint64_t rules_seen;		  /* rules_changed when the memo was last valid */
+	struct rule_memo memo[RULE_MEMO]; /* direct-mapped, by return address */
 };
 
 #define TSTATE_DEAD ((struct tstate *)1) /* the thread is exiting */
@@ -537,6 +547,9 @@ struct frame_rule {
 };
 
 static struct frame_rule *rules;
+/* Bumped by every size learnt: the threads' memos of sizes hold until it
+ * moves (learning happens on full walks, which become rare). */
+static _Atomic uint64_t rules_changed;
 
 /* One multiply (Fibonacci hashing), not mix64: a walk's next frame waits
  * for this lookup, so its latency is the walk's. */
@@ -570,6 +583,35 @@ static int32_t rule_size(uintptr_t ip)
 	return r ? atomic_load_explicit(&r->size, memory_order_relaxed) : 0;
 }
 
+/* rule_size through the thread's memo: the table is 1 MiB, and a program
+ * that allocates along many distinct stacks (a tree built node by node)
+ * streams through so much memory that the few lines of the table its walks
+ * read fell out of the cache; the memo lies next to the last walk, which
+ * every capture reads. Only known sizes are kept. */
+static inline int32_t rule_size_memo(struct tstate *t, uintptr_t ip)
+{
+	struct rule_memo *m = &t->memo[(ip * 0x9e3779b97f4a7c15ull) >> 59];
+	_Static_assert(RULE_MEMO == 32, "the memo's hash gives 5 bits");
+	if (mki_likely(m->ip == ip))
+		return m->size;
+	int32_t size = rule_size(ip);
+	if (size) {
+		m->ip = ip;
+		m->size = size;
+	}
+	return size;
+}
+
+/* The memo forgets everything once a size has been learnt since. */
+static inline void memo_refresh(struct tstate *t)
+{
+	uint64_t now = atomic_load_explicit(&rules_changed, memory_order_relaxed);
+	if (mki_unlikely(t->rules_seen != now)) {
+		memset(t->memo, 0, sizeof(t->memo));
+		t->rules_seen = now;
+	}
+}
+
 static void rule_learn(uintptr_t ip, int32_t size)
 {
 	struct frame_rule *r = rule_slot(ip, true);
@@ -579,6 +621,7 @@ static void rule_learn(uintptr_t ip, int32_t size)
 	if (old == size || old == RULE_VARIABLE)
 		return;
 	atomic_store_explicit(&r->size, old ? RULE_VARIABLE : size, memory_order_relaxed);
+	atomic_fetch_add_explicit(&rules_changed, 1, memory_order_relaxed);
 }
 
 /* After a full walk that kept the return-address rule (walk_is_cacheable). */
@@ -820,7 +863,7 @@ static MKI_NOINLINE struct leak_stack *walk_incremental(struct tstate *t, uintpt
 			f.ip[f.n] = ip;
 			f.slot[f.n++] = slot;
 		}
-		int32_t size = rule_size(ip);
+		int32_t size = rule_size_memo(t, ip);
 		if (size == 0 || size == RULE_VARIABLE)
 			return NULL;
 		if (size == RULE_OUTERMOST) {
@@ -886,6 +929,7 @@ static MKI_NOINLINE struct leak_stack *stack_of_caller(struct tstate *t)
 	if (t && rules && t->stack_top) {
 		uintptr_t base = cfa;
 		struct trust tr = {0, t->last.n};
+		memo_refresh(t);
 		bool own = !skip_own_frames(&t->own, t->stack_top, &ip, &cfa);
 		struct leak_stack *st = own ? NULL : walk_same_place(&t->last, ip, cfa, &tr);
 		if (!st)
