@@ -109,7 +109,7 @@ struct shard {
 	uint32_t count;
 	size_t mask; /* capacity - 1; capacity is a power of two, or 0 */
 	struct live_block *slots;
-};
+} __attribute__((aligned(64)));
 
 /* A live block inside a chunk (slab or page run), found by its address in
  * the shadow of its chunk. The owner of the block writes it without a lock
@@ -1341,9 +1341,9 @@ static MKI_NOINLINE void forget_large(void *p)
 
 void mki_leak_on_free(struct mki_chunk *c, void *p)
 {
+	/* a block in a chunk: one store, no lock, safe even inside the tracker */
 	if (mki_likely(c != NULL))
-		shadow_clear(c,
-			     (uintptr_t)p); /* one store, no lock: safe even inside the tracker */
+		shadow_clear(c, (uintptr_t)p);
 	else
 		forget_large(p);
 }
