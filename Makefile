@@ -39,8 +39,8 @@ bench: all
 	  echo "\`bench/checks.sh $(BUILD)\`: the default library against the same without its free-path checks and against the secure build; medians of 5 interleaved runs."; \
 	  echo; bench/checks.sh $(BUILD); } >> BENCHMARKS.md
 	{ echo; echo "## What leak tracking costs (issue 4)"; echo; \
-	  echo "\`PEERS=no BENCH_SCALE=1 WORKLOADS=\"...\" bench/leak/run.sh $(BUILD) 3\`: every timed workload with \`MEMKIT_LEAK=1\` against plain libmemkit, full size (wall and CPU s, medians)."; \
-	  echo; PEERS=no BENCH_SCALE=1 WORKLOADS="$(LEAK_WORKLOADS)" bench/leak/run.sh $(BUILD) 3; echo; \
+	  echo "\`PEERS=no BENCH_SCALE=1 WORKLOADS=\"$(LEAK_WORKLOADS)\" bench/leak/run.sh $(BUILD) 5\`: every timed workload with \`MEMKIT_LEAK=1\` against plain libmemkit, full size (wall and CPU s, medians)."; \
+	  echo; PEERS=no BENCH_SCALE=1 WORKLOADS="$(LEAK_WORKLOADS)" bench/leak/run.sh $(BUILD) 5; echo; \
 	  echo "\`BENCH_SCALE=0.1 SLOW_RUNS=1 bench/leak/run.sh $(BUILD) 3\`: a tenth of the work, beside valgrind memcheck (\`--leak-check=full\`) and heaptrack, each stopped after 60 s; start-up weighs more at this size."; \
 	  echo; BENCH_SCALE=0.1 SLOW_RUNS=1 bench/leak/run.sh $(BUILD) 3; } >> BENCHMARKS.md
 
