@@ -38,8 +38,8 @@
  * libgcc_s is loaded by dlopen from libmemkit's constructor, only when
  * tracking is on), dl_iterate_phdr, dladdr1, open/read/close/readlink,
  * sigaction, pthread_atfork, pthread_key_create/setspecific, pread of
- * /proc/self/pagemap, getdents64 of /proc/self/task. The exit report itself is written by stats.c (one
- * file for statistics and leaks).
+ * /proc/self/pagemap, getdents64 of /proc/self/task. The exit report
+ * itself is written by stats.c (one file for statistics and leaks).
  * Lock order: report_lock, then the shard locks in index order, then
  * stack_lock; meta.c's lock may be taken under any of them.
  */
@@ -1311,13 +1311,13 @@ void mki_leak_on_resize(void *p, size_t size)
 	struct tstate *t = thread_state();
 	struct leak_stack *st = stack_of_caller(t);
 	uintptr_t a = (uintptr_t)p;
+	struct mki_chunk *c = mki_chunk_of(p);
 	if (!st) {
 		in_tracker = false;
-		mki_leak_on_free(mki_chunk_of(p), p);
+		mki_leak_on_free(c, p);
 		count_untracked();
 		return;
 	}
-	struct mki_chunk *c = mki_chunk_of(p);
 	if (!(c ? shadow_resize(c, a, size, st) : live_resize(a, size, st)))
 		/* not recorded before: allocated untracked */
 		record_block(c, c ? shadow_entry_in(c, a, true) : NULL, a, size, st);

@@ -30,15 +30,17 @@ PEERS=${PEERS:-yes}
 
 make -s -C "$HERE/.." OUT="$OUT" >/dev/null
 
-# median of RUNS timings of "$@": prints "wall cpu"
+# median of N timings of "$@" (measure N CMD...): prints "wall cpu"
 measure() {
+	n=$1
+	shift
 	i=0
-	while [ $i -lt "$RUNS" ]; do
+	while [ $i -lt "$n" ]; do
 		/usr/bin/time -f "%e %U %S" -o "$OUT/time.txt" "$@" >/dev/null 2>&1 || true
 		# the last line: time(1) writes a note first when the command failed
 		tail -n 1 "$OUT/time.txt" | awk '{ printf "%s %.2f\n", $1, $2 + $3 }'
 		i=$((i + 1))
-	done | sort -n | awk -v n="$RUNS" 'NR == int((n + 1) / 2) { print }'
+	done | sort -n | awk -v n="$n" 'NR == int((n + 1) / 2) { print }'
 }
 
 ratio() {
@@ -48,10 +50,7 @@ ratio() {
 
 # a slow tool's median wall time, or ">SLOW_LIMIT" when it was stopped
 slow_measure() {
-	fast_runs=$RUNS
-	RUNS=$SLOW_RUNS
-	set -- $(measure timeout "$SLOW_LIMIT" "$@")
-	RUNS=$fast_runs
+	set -- $(measure "$SLOW_RUNS" timeout "$SLOW_LIMIT" "$@")
 	awk -v w="$1" -v l="$SLOW_LIMIT" 'BEGIN { if (w + 0.5 >= l) print ">" l; else print w }'
 }
 
@@ -73,9 +72,9 @@ for w in $WORKLOADS; do
 	else
 		bin="$OUT/$w"
 	fi
-	set -- $(measure env LD_PRELOAD="$LIB" $bin)
+	set -- $(measure "$RUNS" env LD_PRELOAD="$LIB" $bin)
 	pw=$1 pc=$2
-	set -- $(measure env LD_PRELOAD="$LIB" MEMKIT_LEAK=1 MEMKIT_REPORT="$OUT/report.json" $bin)
+	set -- $(measure "$RUNS" env LD_PRELOAD="$LIB" MEMKIT_LEAK=1 MEMKIT_REPORT="$OUT/report.json" $bin)
 	lw=$1 lc=$2
 	vw=-
 	if [ "$PEERS" = yes ]; then
