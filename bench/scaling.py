@@ -3,8 +3,12 @@
 under several allocators, interleaved (A B C, A B C, ... at each thread
 count), medians of several runs.
 
-    bench/scaling.py [options] NAME=LIB ...     (LIB: a .so to preload, or glibc)
+    bench/scaling.py [options] NAME=LIB[,VAR=VALUE...] ...
     e.g. bench/scaling.py --threads 1,2,4,8,16 memkit=build/libmemkit.so glibc=glibc
+         bench/scaling.py memkit=build/libmemkit.so leak=build/libmemkit.so,MEMKIT_LEAK=1
+
+LIB is a .so to preload, or glibc; the VAR=VALUE after it are set in that
+allocator's runs only (leak tracking beside plain runs, say).
 
 Each workload does a fixed amount of work per thread, so with perfect scaling
 its wall time stays flat while threads <= cores; CPU time shows what threads
@@ -33,25 +37,37 @@ def parse_args():
     ap.add_argument("--scale", default=os.environ.get("BENCH_SCALE", "1"))
     ap.add_argument("--timeout", type=int, default=120)
     ap.add_argument("--csv", default=None)
-    ap.add_argument("allocators", nargs="+", metavar="NAME=LIB")
+    ap.add_argument("allocators", nargs="+", metavar="NAME=LIB[,VAR=VALUE...]")
     a = ap.parse_args()
     try:
         a.threads = [int(t) for t in a.threads.split(",") if t]
-        a.allocs = [tuple(x.split("=", 1)) for x in a.allocators]
+        a.allocs = [parse_allocator(x) for x in a.allocators]
     except ValueError:
-        ap.error("--threads takes numbers separated by commas; allocators NAME=LIB")
-    if any(len(x) != 2 for x in a.allocs) or not a.threads or a.runs < 1:
-        ap.error("allocators are NAME=LIB (LIB a .so or glibc); --threads and --runs positive")
+        ap.error("--threads takes numbers separated by commas; "
+                 "allocators NAME=LIB[,VAR=VALUE...]")
+    if not a.threads or a.runs < 1:
+        ap.error("--threads and --runs take positive numbers")
     if not os.access(os.path.join(a.bench_dir, "measure"), os.X_OK):
         ap.error("%s/measure not found: build the workloads first (make -C bench)" % a.bench_dir)
-    for name, lib in a.allocs:
+    for name, (lib, _) in a.allocs:
         if lib != "glibc" and not os.path.isfile(lib):
             ap.error("%s: %s not found" % (name, lib))
     return a
 
 
-def run_once(a, wl, threads, lib):
-    env = dict(os.environ, BENCH_THREADS=str(threads), BENCH_SCALE=a.scale)
+def parse_allocator(spec):
+    """NAME=LIB[,VAR=VALUE...] -> (NAME, (LIB, {VAR: VALUE}))"""
+    name, rest = spec.split("=", 1)
+    lib, *assignments = rest.split(",")
+    extra = dict(kv.split("=", 1) for kv in assignments)  # ValueError without "="
+    if not name or not lib:
+        raise ValueError(spec)
+    return name, (lib, extra)
+
+
+def run_once(a, wl, threads, alloc):
+    lib, extra = alloc
+    env = dict(os.environ, BENCH_THREADS=str(threads), BENCH_SCALE=a.scale, **extra)
     env.pop("LD_PRELOAD", None)
     env.pop("BENCH_EXPECT", None)
     if lib != "glibc":
@@ -83,8 +99,8 @@ def main():
         for t in a.threads:
             got = {n: [] for n in names}
             for r in range(a.runs):
-                for n, lib in a.allocs:
-                    m = run_once(a, wl, t, lib)
+                for n, alloc in a.allocs:
+                    m = run_once(a, wl, t, alloc)
                     if m:
                         got[n].append(m)
                         rows.append((wl, t, n, r) + m)

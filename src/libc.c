@@ -366,15 +366,6 @@ void mki_lock_fork_child_self(void)
 	tls_tid = 0;
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ volatile("yield");
-#endif
-}
-
 bool mki_trylock(mki_lock_t *l)
 {
 	int expect = 0;
@@ -390,7 +381,7 @@ void mki_lock(mki_lock_t *l)
 		if (atomic_compare_exchange_weak_explicit(
 			&l->state, &expect, me, memory_order_acquire, memory_order_relaxed))
 			return;
-		cpu_relax();
+		mki_cpu_relax();
 	}
 	for (;;) {
 		int c = atomic_load_explicit(&l->state, memory_order_relaxed);

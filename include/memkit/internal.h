@@ -96,6 +96,22 @@ typedef struct {
 void mki_lock(mki_lock_t *l);
 void mki_unlock(mki_lock_t *l);
 bool mki_trylock(mki_lock_t *l);
+/* a spinning waiter's pause: lets the other hyperthread run, and saves
+ * the memory-order flush when the awaited line changes */
+static inline void mki_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ volatile("yield");
+#endif
+}
+/* whether someone holds l: a hint for a waiter that has other ways to get
+ * what it waits for (it may change at once) */
+static inline bool mki_lock_held(mki_lock_t *l)
+{
+	return atomic_load_explicit(&l->state, memory_order_relaxed) != 0;
+}
 /* pthread_atfork handlers: take every lock before fork, release after */
 void mki_lock_before_fork(mki_lock_t *l);
 void mki_unlock_after_fork(mki_lock_t *l);

@@ -283,13 +283,14 @@ def case_recursive(args):
           f"12078 bytes in 12 blocks (got {rep['definitely_lost']})")
 
 
-def case_tree(args):
-    """Every node of the tree its own site, its path read from its stack."""
-    rep = memkit_sites(args, "tree")["leaks"]
+def check_tree(rep, copies):
+    """Every node of the tree its own site (copies blocks: one per thread
+    that built it), its path read from its stack."""
     lost = rep["leaks"]
     no_allocator_frames(lost)
-    # frames outside the recursion (tree, main, libc's): the root's, less its own
-    root = [s for s in lost if s["bytes"] == 17]
+    # frames outside the recursion (tree or the thread's, main, libc's): the
+    # root's, less its own
+    root = [s for s in lost if s["bytes"] == 17 * copies]
     outside = len(root[0]["frames"]) - 1 if root else 0
     wrong = []
     for s in lost:
@@ -300,15 +301,25 @@ def case_tree(args):
                 path = path * 2 + (name == "go_right")
         nodes = names.count("tree_node")
         frames = min(24, 2 * nodes - 1 + outside)  # the innermost 24 kept
-        if (s["blocks"], s["bytes"] - 16, nodes, len(names)) != (1, path, path.bit_length(), frames):
+        if ((s["blocks"], s["bytes"], nodes, len(names))
+                != (copies, copies * (16 + path), path.bit_length(), frames)):
             wrong.append((s["bytes"], s["blocks"], len(names), s["stack"][:4]))
-    check(not wrong, f"each site one node, its stack its path, {outside} frames around it, "
-          f"24 at most (got {wrong[:3]})")
+    check(not wrong, f"each site {copies} node(s), its stack its path, {outside} frames "
+          f"around it, 24 at most (got {wrong[:3]})")
     nodes = 2 ** 11 - 1
-    want = {"bytes": sum(16 + p for p in range(1, nodes + 1)), "blocks": nodes}
+    want = {"bytes": copies * sum(16 + p for p in range(1, nodes + 1)), "blocks": copies * nodes}
     check(len(lost) == nodes, f"{nodes} sites (got {len(lost)})")
     check(rep["definitely_lost"] == want,
-          f"{want['bytes']} bytes in {nodes} blocks (got {rep['definitely_lost']})")
+          f"{want['bytes']} bytes in {want['blocks']} blocks (got {rep['definitely_lost']})")
+
+
+def case_tree(args):
+    check_tree(memkit_sites(args, "tree")["leaks"], 1)
+
+
+def case_forest(args):
+    """Threads that meet the same new stacks at once share one site each."""
+    check_tree(memkit_sites(args, "forest")["leaks"], 4)
 
 
 def case_fork(args):
@@ -539,7 +550,7 @@ def case_library_constructor(args):
 CASES = {
     "planted": case_planted, "valgrind": case_valgrind, "text": case_text,
     "fail-on-leak": case_fail_on_leak, "exit-status": case_exit_status,
-    "stats": case_stats, "threads": case_threads, "indirect": case_indirect, "recursive": case_recursive, "tree": case_tree, "fork": case_fork, "closed-stderr": case_closed_stderr, "api-window": case_api_window, "api-report": case_api_report,
+    "stats": case_stats, "threads": case_threads, "indirect": case_indirect, "recursive": case_recursive, "tree": case_tree, "forest": case_forest, "fork": case_fork, "closed-stderr": case_closed_stderr, "api-window": case_api_window, "api-report": case_api_report,
     "api-stats": case_api_stats, "api-requested": case_api_requested, "api-bss": case_api_bss, "api-chunks": case_api_chunks, "api-thread-stack": case_api_thread_stack, "api-running-thread": case_api_running_thread, "signal-window": case_signal_window,
     "library-constructor": case_library_constructor,
 }

@@ -18,6 +18,8 @@
  *                      and go_right in its stack (siblings at one depth,
  *                      stacks of up to 26 frames: the walks' reuse of the
  *                      last walk, truncated or not)
+ *   planted forest     the tree, built by 4 threads at once: each site 4
+ *                      blocks (threads meet the same new stacks together)
  *   planted fork       the child loses 111 bytes and exits; the parent waits
  *                      for it, then _exits (no report of its own)
  *   planted threads    8 threads allocate and free at once; each loses 100
@@ -287,6 +289,31 @@ static int tree(void)
 	return 0;
 }
 
+#define FOREST_THREADS 4
+static pthread_barrier_t forest_start;
+
+static void *forest_thread(void *arg)
+{
+	(void)arg;
+	pthread_barrier_wait(&forest_start);
+	tree_node(10, 1);
+	scrub_stack();
+	return NULL;
+}
+
+static int forest(void)
+{
+	pthread_t t[FOREST_THREADS];
+	pthread_barrier_init(&forest_start, NULL, FOREST_THREADS);
+	for (int i = 0; i < FOREST_THREADS; i++)
+		if (pthread_create(&t[i], NULL, forest_thread, NULL))
+			return 1;
+	for (int i = 0; i < FOREST_THREADS; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&forest_start);
+	return 0;
+}
+
 static NOINLINE void leak_in_child(void)
 {
 	touch(malloc(111), 111);
@@ -422,11 +449,13 @@ int main(int argc, char **argv)
 		return recursive();
 	if (!strcmp(mode, "tree"))
 		return tree();
+	if (!strcmp(mode, "forest"))
+		return forest();
 	if (!strcmp(mode, "fork"))
 		return fork_leak();
 	if (!strcmp(mode, "structures"))
 		return lose_structures();
 	fprintf(stderr, "usage: planted leaks|clean|exit N|kill SIG|echo|signal-window|"
-			"threads|recursive|tree|fork|structures\n");
+			"threads|recursive|tree|forest|fork|structures\n");
 	return 2;
 }
