@@ -111,7 +111,8 @@ static noreturn void usage(void)
 {
 	fputs("\nUsage:\n memkit leak [options] <pid>\n\n"
 	      "Sample a process's VmSize, VmRSS and VmData and tell whether its memory\n"
-	      "grows steadily (a leak) or not.\n\n"
+	      "grows steadily (a leak) or not. Where it grows from: run the program\n"
+	      "under 'memkit run --leaks' (allocation call stacks of what is lost).\n\n"
 	      "Options:\n"
 	      " -i, --interval <secs>  time between samples (default 1; decimals allowed)\n"
 	      " -d, --duration <secs>  how long to watch (default 60; Ctrl-C stops early)\n"
@@ -384,10 +385,15 @@ static int report(pid_t pid, const struct series *s, const struct leak_opts *o)
 		add_metric_line(&t, s, m, &tr[m], &o->out);
 	int rc = mk_table_print(&t);
 	mk_table_free(&t);
-	if (!o->out.json && !o->out.raw)
+	if (!o->out.json && !o->out.raw) {
 		printf("process %d: %s over %.1f s (%zu samples)\n", (int)pid,
 		       growing ? "memory grows steadily: a leak is likely" : "no sustained growth",
 		       s->t[s->n - 1], s->n);
+		/* the trend says that it grows; the tracker says where */
+		if (growing)
+			printf("which call stacks hold it: run the program under "
+			       "'memkit run --leaks -- COMMAND'\n");
+	}
 	if (rc)
 		return 1;
 	return growing ? EXIT_GROWING : 0;

@@ -32,6 +32,9 @@ grow)
 	else
 		fail "VmData rate '$rate' per minute is implausible"
 	fi
+	grep -q "memory grows steadily" "$TMP/table" && grep -q "memkit run --leaks" "$TMP/table" &&
+		pass "the verdict points to memkit run --leaks" ||
+		fail "no verdict line pointing to memkit run --leaks"
 	expect_rc 3 "$MEMKIT" leak -q -i 0.1 -d 0.5 "$pid"
 	[ -s "$TMP/out" ] && fail "-q printed: $(cat "$TMP/out")" || pass "-q prints nothing"
 	;;
@@ -45,6 +48,9 @@ steady | sawtooth)
 			fail "$m verdict '$v' for a $mode program"
 		fi
 	done
+	grep -q "memkit run --leaks" "$TMP/table" &&
+		fail "a $mode program's verdict points to memkit run --leaks" ||
+		pass "no pointer to memkit run --leaks without growth"
 	;;
 *)
 	echo "unknown mode $mode" >&2
