@@ -34,7 +34,8 @@ static void vwarn_prefixed(int errnum, const char *fmt, va_list ap)
 	fputs("memkit: ", stderr);
 	if (cmdname)
 		fprintf(stderr, "%s: ", cmdname);
-	vfprintf(stderr, fmt, ap);
+	/* every caller has run va_start: the analyzer does not follow them */
+	vfprintf(stderr, fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
 	if (errnum)
 		fprintf(stderr, ": %s", strerror(errnum));
 	fputc('\n', stderr);

@@ -116,6 +116,10 @@ static void out_double(struct out *o, const struct spec *sp, double d)
 		out_pad(o, ' ', pad);
 }
 
+/* clang-analyzer's valist checker takes a va_list reached through a pointer
+ * for an uninitialised one when it starts at these helpers; every caller
+ * passes mki_vsnprintf's va_copy. */
+/* NOLINTBEGIN(clang-analyzer-valist.Uninitialized) */
 static const char *parse_spec(const char *f, struct spec *sp, va_list *ap)
 {
 	memset(sp, 0, sizeof(*sp));
@@ -220,6 +224,8 @@ static void out_conversion(struct out *o, char conv, const struct spec *sp, va_l
 		out_char(o, conv);
 	}
 }
+
+/* NOLINTEND(clang-analyzer-valist.Uninitialized) */
 
 int mki_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
 {
