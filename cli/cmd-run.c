@@ -6,10 +6,10 @@
  *
  * Exit status: CMD's own; 128+N when a signal N killed it; with
  * --fail-on-leak, 3 (or the given code) when CMD exited 0 but leaked (blocks
- * definitely or indirectly lost);
+ * definitely or indirectly lost, less those a --suppressions file covers);
  * 125 when memkit itself failed, 126/127 when CMD could not be run.
  *
- * May call cli/common.c, libc, and addr2line(1) from binutils.
+ * May call cli/common.c, cli/suppress.c, libc, and addr2line(1) from binutils.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -26,6 +26,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "suppress.h"
 
 #ifndef MEMKIT_LIBDIR
 #define MEMKIT_LIBDIR "/usr/local/lib"
@@ -40,9 +41,10 @@
 
 struct run_opts {
 	bool stats, leaks;
-	const char *report; /* --report FILE, or NULL */
-	const char *lib;    /* --lib PATH, or NULL: found next to memkit */
-	int fail_on_leak;   /* exit code for leaks; 0 = off */
+	const char *report;	    /* --report FILE, or NULL */
+	const char *lib;	    /* --lib PATH, or NULL: found next to memkit */
+	int fail_on_leak;	    /* exit code for leaks; 0 = off */
+	struct mk_suppressions sup; /* --suppressions, in the order given */
 	char **cmd;
 };
 
@@ -105,8 +107,10 @@ static void json_append(struct jval *v, char *key, struct jval *item)
 		v->keys = realloc(v->keys, (v->n + 1) * sizeof(*v->keys));
 	if (!v->items || (v->type == J_OBJ && !v->keys))
 		mk_err(EXIT_MEMKIT_FAILED, "out of memory");
-	if (v->keys)
+	if (v->type == J_OBJ)
 		v->keys[v->n] = key;
+	else
+		free(key); /* an array's items have none */
 	v->items[v->n++] = item;
 }
 
@@ -305,6 +309,45 @@ static void json_set_str(struct jval *v, const char *s)
 		mk_err(EXIT_MEMKIT_FAILED, "out of memory");
 }
 
+static void json_set_u64(struct jval *v, unsigned long long n)
+{
+	free(v->s);
+	v->type = J_NUM;
+	if (asprintf(&v->s, "%llu", n) < 0)
+		mk_err(EXIT_MEMKIT_FAILED, "out of memory");
+}
+
+static char *json_key(const char *key)
+{
+	char *k = strdup(key);
+	if (!k)
+		mk_err(EXIT_MEMKIT_FAILED, "out of memory");
+	return k;
+}
+
+static void json_add_str(struct jval *obj, const char *key, const char *s)
+{
+	struct jval *v = json_new(J_STR);
+	json_set_str(v, s);
+	json_append(obj, json_key(key), v);
+}
+
+static void json_add_u64(struct jval *obj, const char *key, unsigned long long n)
+{
+	struct jval *v = json_new(J_NUM);
+	json_set_u64(v, n);
+	json_append(obj, json_key(key), v);
+}
+
+/* {"bytes": B, "blocks": N} */
+static struct jval *json_total(unsigned long long bytes, unsigned long long blocks)
+{
+	struct jval *t = json_new(J_OBJ);
+	json_add_u64(t, "bytes", bytes);
+	json_add_u64(t, "blocks", blocks);
+	return t;
+}
+
 static void json_write_str(FILE *f, const char *s)
 {
 	fputc('"', f);
@@ -322,6 +365,10 @@ static void json_write_str(FILE *f, const char *s)
 
 static void json_write(FILE *f, const struct jval *v)
 {
+	if (!v) { /* the parser stores none, but a missing value is null */
+		fputs("null", f);
+		return;
+	}
 	switch (v->type) {
 	case J_NULL:
 		fputs("null", f);
@@ -561,6 +608,109 @@ static bool symbolize_report(struct jval *leaks)
 	return !set.addr2line_missing;
 }
 
+/* ------------------------------------------------------------ suppressions
+ * A lost site is suppressed when a frame of its stack matches a pattern of
+ * a --suppressions file: its function, its source file (file:line less the
+ * line) or its object. Suppressed sites leave "leaks" and "indirect" for
+ * "suppressed" (each with the pattern that matched) and their bytes and
+ * blocks leave the lost totals, so --fail-on-leak does not count them.
+ * Still-reachable sites are not leaks and are left alone. */
+
+static bool frame_suppressed(const struct jval *frame, const char *pattern)
+{
+	const char *func = json_str(frame, "function");
+	const char *obj = json_str(frame, "object");
+	const char *src = json_str(frame, "source");
+	if ((func && mk_suppression_match(pattern, func)) ||
+	    (obj && mk_suppression_match(pattern, obj)))
+		return true;
+	if (!src)
+		return false;
+	char *file = strdup(src);
+	if (!file)
+		mk_err(EXIT_MEMKIT_FAILED, "out of memory");
+	char *colon = strrchr(file, ':');
+	if (colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1))
+		*colon = '\0';
+	bool hit = mk_suppression_match(pattern, file);
+	free(file);
+	return hit;
+}
+
+/* The first suppression, in the order given, that covers the site. */
+static struct mk_suppression *site_suppression(const struct jval *site, struct mk_suppressions *sup)
+{
+	const struct jval *frames = json_get(site, "frames");
+	size_t n = frames && frames->type == J_ARR ? frames->n : 0;
+	for (size_t i = 0; i < sup->n; i++)
+		for (size_t k = 0; k < n; k++)
+			if (frame_suppressed(frames->items[k], sup->v[i].pattern))
+				return &sup->v[i];
+	return NULL;
+}
+
+/* Moves the suppressed sites of leaks[key] to `out`, each marked with its
+ * kind and pattern, and takes them off leaks[total]. */
+static void suppress_sites(struct jval *leaks, const char *key, const char *total, const char *kind,
+			   struct mk_suppressions *sup, struct jval *out)
+{
+	struct jval *sites = json_get(leaks, key);
+	struct jval *t = json_get(leaks, total);
+	if (!sites || sites->type != J_ARR || !t)
+		return;
+	unsigned long long bytes = 0, blocks = 0;
+	size_t kept = 0;
+	for (size_t i = 0; i < sites->n; i++) {
+		struct jval *site = sites->items[i];
+		struct mk_suppression *s = site_suppression(site, sup);
+		if (!s) {
+			sites->items[kept++] = site;
+			continue;
+		}
+		unsigned long long b = json_u64(site, "bytes"), k = json_u64(site, "blocks");
+		s->sites++;
+		s->bytes += b;
+		s->blocks += k;
+		bytes += b;
+		blocks += k;
+		json_add_str(site, "kind", kind);
+		json_add_str(site, "suppression", s->pattern);
+		json_append(out, NULL, site);
+	}
+	sites->n = kept;
+	struct jval *tb = json_get(t, "bytes"), *tk = json_get(t, "blocks");
+	if (tb && tk) {
+		json_set_u64(tb, json_u64(t, "bytes") - bytes);
+		json_set_u64(tk, json_u64(t, "blocks") - blocks);
+	}
+}
+
+/* Adds "suppressed" (the sites), "suppressed_total" and "suppressions"
+ * (each pattern with where it was read and what it covered) to leaks. */
+static void apply_suppressions(struct jval *leaks, struct mk_suppressions *sup)
+{
+	struct jval *out = json_new(J_ARR);
+	suppress_sites(leaks, "leaks", "definitely_lost", "definitely lost", sup, out);
+	suppress_sites(leaks, "indirect", "indirectly_lost", "indirectly lost", sup, out);
+	unsigned long long bytes = 0, blocks = 0;
+	struct jval *used = json_new(J_ARR);
+	for (size_t i = 0; i < sup->n; i++) {
+		const struct mk_suppression *s = &sup->v[i];
+		struct jval *e = json_new(J_OBJ);
+		json_add_str(e, "pattern", s->pattern);
+		json_add_str(e, "origin", s->origin);
+		json_add_u64(e, "sites", s->sites);
+		json_add_u64(e, "blocks", s->blocks);
+		json_add_u64(e, "bytes", s->bytes);
+		json_append(used, NULL, e);
+		bytes += s->bytes;
+		blocks += s->blocks;
+	}
+	json_append(leaks, json_key("suppressed"), out);
+	json_append(leaks, json_key("suppressed_total"), json_total(bytes, blocks));
+	json_append(leaks, json_key("suppressions"), used);
+}
+
 /* ------------------------------------------------------------ text report */
 
 static const char *plural(unsigned long long n)
@@ -598,6 +748,24 @@ static void print_sites(const struct jval *sites, const char *what)
 		print_site(sites->items[i], what);
 }
 
+/* LSan's "Suppressions used:" list: the patterns that covered a site. */
+static void print_suppressions_used(const struct jval *used)
+{
+	bool header = false;
+	for (size_t i = 0; used && used->type == J_ARR && i < used->n; i++) {
+		const struct jval *s = used->items[i];
+		if (!json_u64(s, "sites"))
+			continue;
+		if (!header)
+			fputs("\nSuppressions used:\n  sites  blocks       bytes  pattern\n",
+			      stderr);
+		header = true;
+		fprintf(stderr, "  %5llu  %6llu  %10llu  %s (%s)\n", json_u64(s, "sites"),
+			json_u64(s, "blocks"), json_u64(s, "bytes"), json_str(s, "pattern"),
+			json_str(s, "origin"));
+	}
+}
+
 static void print_leaks(const struct jval *leaks)
 {
 	const struct jval *lost = json_get(leaks, "leaks");
@@ -618,6 +786,10 @@ static void print_leaks(const struct jval *leaks)
 	print_total(leaks, "definitely_lost", "definitely lost", lost);
 	print_total(leaks, "indirectly_lost", "indirectly lost", indirect);
 	print_total(leaks, "still_reachable", "still reachable", reach);
+	const struct jval *sup = json_get(leaks, "suppressed");
+	if (sup)
+		print_total(leaks, "suppressed_total", "suppressed", sup);
+	print_suppressions_used(json_get(leaks, "suppressions"));
 }
 
 static void print_stat_line(const struct jval *stats, const char *key, const char *label)
@@ -864,8 +1036,9 @@ static bool write_report_file(const char *path, const struct jval *report)
 
 /* Read the child's report, name its frames, show or save it. Returns the
  * number of leaked blocks (definitely and indirectly lost, as valgrind
- * counts leak errors), or -1 when there was no report. */
-static long long handle_report(const struct run_opts *o, const char *tmp)
+ * counts leak errors, less the suppressed ones), or -1 when there was no
+ * report. */
+static long long handle_report(struct run_opts *o, const char *tmp)
 {
 	struct jval *report = json_read_file(tmp);
 	if (!report || report->type != J_OBJ) {
@@ -878,6 +1051,8 @@ static long long handle_report(const struct run_opts *o, const char *tmp)
 	bool have_leaks = leaks && leaks->type == J_OBJ;
 	if (have_leaks && !symbolize_report(leaks))
 		mk_warnx("addr2line (binutils) did not run: frames have no file:line");
+	if (have_leaks && o->sup.n)
+		apply_suppressions(leaks, &o->sup);
 	if (o->report) {
 		write_report_file(o->report, report);
 	} else {
@@ -906,6 +1081,10 @@ static noreturn void usage(void)
 	      "     --report <file>      write the report as JSON to <file> instead of stderr\n"
 	      "     --fail-on-leak[=<n>] exit with <n> (default 3) if the program exited 0\n"
 	      "                          but leaked (blocks definitely or indirectly lost)\n"
+	      "     --suppressions <file>\n"
+	      "                          leaks not to report nor count: 'leak:PATTERN' lines\n"
+	      "                          (LeakSanitizer's format) matched against each\n"
+	      "                          frame's function, source file and object\n"
 	      "     --lib <path>         the libmemkit.so to preload\n"
 	      " -h, --help               display this help\n"
 	      " -V, --version            display version\n\n"
@@ -916,7 +1095,14 @@ static noreturn void usage(void)
 	exit(0);
 }
 
-enum { OPT_STATS = CHAR_MAX + 1, OPT_LEAKS, OPT_REPORT, OPT_FAIL_ON_LEAK, OPT_LIB };
+enum {
+	OPT_STATS = CHAR_MAX + 1,
+	OPT_LEAKS,
+	OPT_REPORT,
+	OPT_FAIL_ON_LEAK,
+	OPT_SUPPRESSIONS,
+	OPT_LIB
+};
 
 static void parse_options(int argc, char **argv, struct run_opts *o)
 {
@@ -925,6 +1111,7 @@ static void parse_options(int argc, char **argv, struct run_opts *o)
 	    {"leaks", no_argument, NULL, OPT_LEAKS},
 	    {"report", required_argument, NULL, OPT_REPORT},
 	    {"fail-on-leak", optional_argument, NULL, OPT_FAIL_ON_LEAK},
+	    {"suppressions", required_argument, NULL, OPT_SUPPRESSIONS},
 	    {"lib", required_argument, NULL, OPT_LIB},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
@@ -951,6 +1138,10 @@ static void parse_options(int argc, char **argv, struct run_opts *o)
 					mk_errx(2, "invalid exit code: '%s'", optarg);
 				o->fail_on_leak = (int)code;
 			}
+			o->leaks = true;
+			break;
+		case OPT_SUPPRESSIONS:
+			mk_suppressions_load(&o->sup, optarg);
 			o->leaks = true;
 			break;
 		case OPT_LIB:
@@ -991,6 +1182,7 @@ int cmd_run(int argc, char **argv)
 		unlink(tmp);
 	free(tmp);
 	free(lib);
+	mk_suppressions_free(&o.sup);
 	if (o.fail_on_leak && status == 0 && lost > 0)
 		return o.fail_on_leak;
 	return status;

@@ -27,6 +27,10 @@ _memkit() {
 		COMPREPLY=($(compgen -d -- "$cur"))
 		return
 		;;
+	--report | --suppressions | --lib)
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return
+		;;
 	-o | --output)
 		local cols
 		cols=$(_memkit_columns "$cmd")

@@ -26,4 +26,6 @@ check "RES,PAGES RES,PERCENT" memkit cache -o RES,P
 check "dirty_ratio=" memkit dirty --set dirty_r
 check "--explain" memkit free --ex
 check "--devices" memkit swap --dev
+check "--suppressions" memkit run --supp
+check "$SRC/../../cli/completion/memkit.bash" memkit run --suppressions "$SRC/../../cli/completion/memkit.b"
 finish

@@ -371,6 +371,105 @@ def case_fail_on_leak(args):
     check(r.returncode == 5, f"the program's own failure wins (got {r.returncode})")
 
 
+def run_report(args, opts, mode):
+    """memkit run OPTS --report FILE -- planted MODE: (exit status, stderr, leaks)."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "report.json")
+        r = run([args.memkit, "run"] + opts + ["--report", path, "--", args.planted, mode])
+        leaks = None
+        if os.path.exists(path):
+            with open(path) as f:
+                leaks = json.load(f)["leaks"]
+        return r.returncode, r.stderr.decode(errors="replace"), leaks
+
+
+def case_suppressions(args):
+    with tempfile.TemporaryDirectory() as d:
+        def supfile(name, text):
+            path = os.path.join(d, name)
+            with open(path, "w") as f:
+                f.write(text)
+            return path
+
+        # substring, anchors and '*', comments and blank lines, an unused one
+        sup = supfile("sup.txt", "# planted's leaks\n\nleak:leak_calloc\n"
+                      "  leak:^leak_str*p$  \nleak:leak_*_loop\nleak:no_such_function\n"
+                      "leak:grown_in\n")
+        gone = {"leak_calloc", "leak_strdup", "leak_malloc_loop", "leak_grown_in_place",
+                "leak_large_grown_in_place"}
+        rc, err, rep = run_report(args, ["--suppressions", sup], "leaks")
+        check(rc == 0 and rep is not None, f"--suppressions --report exits 0 (got {rc}) {err}")
+        if rep is None:
+            return
+        lost, _ = by_function(rep["leaks"], args.planted)
+        supp, _ = by_function(rep["suppressed"], args.planted)
+        check(set(lost) == set(PLANTED) - gone,
+              f"the five suppressed sites are gone from the lost ones (left {sorted(lost)})")
+        check({f: tuple(v[:2]) for f, v in supp.items()} == {f: PLANTED[f] for f in gone},
+              f"and listed as suppressed with their bytes and blocks (got {supp})")
+        want = [PLANTED_BYTES - sum(PLANTED[f][0] for f in gone),
+                PLANTED_BLOCKS - sum(PLANTED[f][1] for f in gone)]
+        check(rep["definitely_lost"] == {"bytes": want[0], "blocks": want[1]},
+              f"definitely lost total {want} (got {rep['definitely_lost']})")
+        got = {s["pattern"]: (s["sites"], s["blocks"], s["bytes"], s["origin"])
+               for s in rep["suppressions"]}
+        check(got == {"leak_calloc": (1, 1, 480, sup + ":3"),
+                      "^leak_str*p$": (1, 1, 28, sup + ":4"),
+                      "leak_*_loop": (1, 3, 300, sup + ":5"),
+                      "no_such_function": (0, 0, 0, sup + ":6"),
+                      "grown_in": (2, 2, 205300, sup + ":7")},
+              f"each pattern with its origin and what it covered (got {got})")
+        check(all(s["kind"] == "definitely lost" and s["suppression"] for s in rep["suppressed"]),
+              "suppressed sites say their kind and pattern")
+        # the text report: a summary line and LSan's list, not the sites
+        r = run([args.memkit, "run", "--suppressions", sup, "--", args.planted, "leaks"])
+        err = r.stderr.decode(errors="replace")
+        check("suppressed: 206108 bytes in 7 blocks from 5 call stacks" in err,
+              "text: the suppressed summary line")
+        check(re.search(r"Suppressions used:\n.*\n +1 +1 +480 +leak_calloc \(", err) is not None,
+              "text: the patterns used, with sites, blocks and bytes")
+        check("leak_calloc (" not in err.split("LEAK SUMMARY")[0],
+              "text: suppressed sites are not listed")
+        check("no_such_function" not in err, "text: unused patterns are not listed")
+        # source file and object: every planted site, so --fail-on-leak passes
+        for pattern in ("planted.c$", os.path.basename(args.planted) + "$"):
+            f = supfile("all.txt", f"leak:{pattern}\n")
+            r = run([args.memkit, "run", "--fail-on-leak", "--suppressions", f, "--",
+                     args.planted, "leaks"])
+            check(r.returncode == 0,
+                  f"--fail-on-leak with leak:{pattern} (all sites) exits 0 (got {r.returncode})")
+        f = supfile("none.txt", "leak:^planted.c\nleak:^leak_calloc$x\n")
+        r = run([args.memkit, "run", "--fail-on-leak", "--suppressions", f, "--",
+                 args.planted, "leaks"])
+        check(r.returncode == 3, f"anchored patterns that match nothing: still 3 (got {r.returncode})")
+        # a lost structure: its root and the nodes it points to, both kinds
+        listf = supfile("list.txt", "leak:leak_list\n")
+        rc, _, rep = run_report(args, ["--suppressions", listf], "structures")
+        kinds = sorted((s["kind"], s["bytes"], s["blocks"]) for s in rep["suppressed"])
+        check(kinds == [("definitely lost", 48, 1), ("indirectly lost", 432, 9)],
+              f"leak_list: its root definitely and its nodes indirectly lost, suppressed (got {kinds})")
+        want_i = sum(v[0] for v in STRUCT_INDIRECT.values()) - 432
+        check(rep["indirectly_lost"]["bytes"] == want_i,
+              f"indirectly lost total less the nodes: {want_i} (got {rep['indirectly_lost']})")
+        # bad files are usage errors that name the file and line
+        r = run([args.memkit, "run", "--suppressions", os.path.join(d, "missing"), "--", "true"])
+        err = r.stderr.decode(errors="replace")
+        check(r.returncode == 2 and "missing" in err, f"a missing file: exit 2 (got {r.returncode}: {err})")
+        f = supfile("bad.txt", "leak:ok\nfun:malloc\n")
+        r = run([args.memkit, "run", "--suppressions", f, "--", "true"])
+        err = r.stderr.decode(errors="replace")
+        check(r.returncode == 2 and f"{f}:2:" in err and "fun:malloc" in err,
+              f"a line that is not leak:PATTERN: exit 2, file:line named (got {r.returncode}: {err})")
+        # memkit itself (not the program) under valgrind: the file's parsing
+        # and the report's rewriting make no memory error and lose nothing
+        r = run(["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
+                 "--errors-for-leak-kinds=definite", args.memkit, "run", "--fail-on-leak",
+                 "--suppressions", sup, "--suppressions", listf, "--", args.planted, "structures"],
+                timeout=120)
+        err = r.stderr.decode(errors="replace")
+        check(r.returncode == 3, f"under valgrind: no error, exit 3 (got {r.returncode}) {err[-2000:]}")
+
+
 def case_exit_status(args):
     for opts in ([], ["--leaks"]):
         r = run([args.memkit, "run"] + opts + ["--", args.planted, "exit", "7"])
@@ -549,7 +648,8 @@ def case_library_constructor(args):
 
 CASES = {
     "planted": case_planted, "valgrind": case_valgrind, "text": case_text,
-    "fail-on-leak": case_fail_on_leak, "exit-status": case_exit_status,
+    "fail-on-leak": case_fail_on_leak, "suppressions": case_suppressions,
+    "exit-status": case_exit_status,
     "stats": case_stats, "threads": case_threads, "indirect": case_indirect, "recursive": case_recursive, "tree": case_tree, "forest": case_forest, "fork": case_fork, "closed-stderr": case_closed_stderr, "api-window": case_api_window, "api-report": case_api_report,
     "api-stats": case_api_stats, "api-requested": case_api_requested, "api-bss": case_api_bss, "api-chunks": case_api_chunks, "api-thread-stack": case_api_thread_stack, "api-running-thread": case_api_running_thread, "signal-window": case_signal_window,
     "library-constructor": case_library_constructor,
