@@ -318,7 +318,12 @@ static MKI_NOINLINE void *malloc_slow(size_t size)
 	}
 	if (mki_unlikely(!p))
 		p = alloc_generic(size, MKI_ALIGN, 0);
-	leak_note_alloc(p, size);
+	/* mki_malloc jumps here, so our return address is the program's call
+	 * and our CFA (frame pointer + 16) its frame's: the tracker starts
+	 * there instead of walking out of its own frames and ours */
+	if (mki_unlikely(mki_leak_active) && p)
+		mki_leak_on_alloc_from(p, size, (uintptr_t)__builtin_return_address(0),
+				       (uintptr_t)__builtin_frame_address(0) + 16);
 	return p;
 }
 

@@ -12,7 +12,10 @@
  *     x86-64, frame sizes learnt per return address let a walk go out from
  *     the allocator with loads alone, and only until it meets the thread's
  *     last walk where that is still on the stack (its slots validated
- *     against the return addresses they held). Stacks are interned in a
+ *     against the return addresses they held). malloc hands over the
+ *     program's frame that called it (its slow path, jumped to, reads its
+ *     own return address), so that walk starts there; calloc, realloc and
+ *     the rest walk out of libmemkit's frames first. Stacks are interned in a
  *     trie (a node per frame, keyed by its caller's node and return
  *     address), so that the new frames cost a lookup each: lookups take no
  *     lock, an insertion takes stack_lock, and threads that meet the same
@@ -974,6 +977,24 @@ static MKI_NOINLINE struct leak_stack *stack_of_caller(struct tstate *t)
 	return walk_full(t, ip, cfa);
 }
 
+/* The same from the program's own frame (ip, cfa), which the allocator's
+ * entry point read off its return address: no frames of ours to skip. */
+static inline struct leak_stack *stack_of_frame(struct tstate *t, uintptr_t ip, uintptr_t cfa)
+{
+#if defined(__x86_64__)
+	if (t && rules && t->stack_top) {
+		struct trust tr = {0, t->last.n};
+		memo_refresh(t);
+		struct leak_stack *st = walk_same_place(&t->last, ip, cfa, &tr);
+		if (!st)
+			st = walk_incremental(t, ip, cfa, cfa, false, tr);
+		if (st)
+			return st;
+	}
+#endif
+	return walk_full(t, ip, cfa);
+}
+
 /* ------------------------------------------------------------ chunk shadows
  * Blocks inside chunks (slabs and page runs: all but large mappings) are
  * recorded in a shadow of their chunk: one 16-byte entry per 16-byte
@@ -1250,13 +1271,17 @@ static void leak_fork_child(void)
 /* pthread_atfork allocates, so it cannot run inside mki_init (which may be
  * inside the first malloc); the first tracked allocation registers it, with
  * the re-entry flag set so that its own allocation is not tracked. */
-static void register_fork_handlers_once(void)
+static MKI_NOINLINE void register_fork_handlers(void)
 {
-	if (mki_likely(atomic_load_explicit(&atfork_registered, memory_order_relaxed)))
-		return;
 	if (atomic_exchange(&atfork_registered, true))
 		return;
 	pthread_atfork(leak_fork_prepare, leak_fork_parent, leak_fork_child);
+}
+
+static inline void register_fork_handlers_once(void)
+{
+	if (mki_unlikely(!atomic_load_explicit(&atfork_registered, memory_order_relaxed)))
+		register_fork_handlers();
 }
 
 /* ------------------------------------------------------------ hooks */
@@ -1288,7 +1313,8 @@ static inline void record_block(struct mki_chunk *c, struct shadow_entry *e, uin
 		count_untracked();
 }
 
-void mki_leak_on_alloc(void *p, size_t size)
+/* ip 0: the caller's frame is found by walking out of ours. */
+static inline void leak_on_alloc(void *p, size_t size, uintptr_t ip, uintptr_t cfa)
 {
 	if (!p || in_tracker)
 		return;
@@ -1300,7 +1326,7 @@ void mki_leak_on_alloc(void *p, size_t size)
 	/* a block's entry is seldom in cache (a line per block): it is fetched
 	 * while the stack is walked */
 	__builtin_prefetch(e, 1);
-	struct leak_stack *st = stack_of_caller(t);
+	struct leak_stack *st = ip ? stack_of_frame(t, ip, cfa) : stack_of_caller(t);
 	if (st)
 		record_block(c, e, (uintptr_t)p, size, st);
 	else
@@ -1308,6 +1334,20 @@ void mki_leak_on_alloc(void *p, size_t size)
 	in_tracker = false;
 	if (mki_unlikely(atomic_load_explicit(&window_report_pending, memory_order_relaxed)))
 		report_signal_window();
+}
+
+void mki_leak_on_alloc(void *p, size_t size)
+{
+	leak_on_alloc(p, size, 0, 0);
+}
+
+void mki_leak_on_alloc_from(void *p, size_t size, uintptr_t ip, uintptr_t cfa)
+{
+	/* a frame of ours (the entry point was called, not jumped to, as in an
+	 * unoptimised build): walk out of ours as from any other entry point */
+	if (mki_unlikely(!own_text_hi || (ip >= own_text_lo && ip < own_text_hi)))
+		ip = 0;
+	leak_on_alloc(p, size, ip, cfa);
 }
 
 /* The block's entry, changed in place: size, stack and epoch as a new

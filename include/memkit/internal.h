@@ -575,6 +575,9 @@ extern bool mki_leak_active;
 void mki_leak_init(void);	   /* from mki_init when mki_opt.leak */
 void mki_leak_load_unwinder(void); /* from the constructor: dlopen allocates */
 void mki_leak_on_alloc(void *p, size_t size);
+/* the same, given the program's frame that called the allocator: ip, its
+ * return address into the program, and cfa, the address just above it */
+void mki_leak_on_alloc_from(void *p, size_t size, uintptr_t ip, uintptr_t cfa);
 void mki_leak_on_free(struct mki_chunk *c, void *p); /* c: mki_chunk_of(p) */
 /* realloc kept p where it was, now of `size` bytes */
 void mki_leak_on_resize(void *p, size_t size);
