@@ -845,6 +845,22 @@ static inline struct leak_stack *walk_same_place(struct last_walk *l, uintptr_t 
 	return NULL;
 }
 
+/* walk_same_place for the fast path: the same answer when it is yes, but a
+ * no found cheaply, from the inside out (a recursion allocating along a
+ * sibling's path differs near the innermost frame): the slow path looks
+ * again in its own order. */
+static inline struct leak_stack *same_place_stack(const struct last_walk *l, uintptr_t ip,
+						  uintptr_t cfa)
+{
+	unsigned n = l->n;
+	if (!n || l->slot[n - 1] != cfa - sizeof(void *) || l->ra[n - 1] != ip)
+		return NULL;
+	for (unsigned i = n - 1; i-- > 0;)
+		if (*(const uintptr_t *)l->slot[i] != l->ra[i])
+			return NULL;
+	return l->node[n - 1];
+}
+
 /* From the frame (ip, cfa) outwards with learnt frame sizes, until the
  * last walk is met or the outermost frame reached; NULL when that cannot be
  * done (a size not learnt, too deep): the caller walks in full. The walk
@@ -1313,14 +1329,12 @@ static inline void record_block(struct mki_chunk *c, struct shadow_entry *e, uin
 		count_untracked();
 }
 
-/* ip 0: the caller's frame is found by walking out of ours. */
-static inline void leak_on_alloc(void *p, size_t size, uintptr_t ip, uintptr_t cfa)
+/* A tracked allocation, with in_tracker set: record p's stack (ip 0: the
+ * caller's frame is found by walking out of ours), then clear the flag and
+ * write a window's report if a signal asked for one meanwhile. */
+static inline void track_alloc(struct tstate *t, void *p, size_t size, uintptr_t ip, uintptr_t cfa)
 {
-	if (!p || in_tracker)
-		return;
-	in_tracker = true;
 	register_fork_handlers_once();
-	struct tstate *t = thread_state();
 	struct mki_chunk *c = mki_chunk_of(p);
 	struct shadow_entry *e = c ? shadow_entry_in(c, (uintptr_t)p, true) : NULL;
 	/* a block's entry is seldom in cache (a line per block): it is fetched
@@ -1338,16 +1352,48 @@ static inline void leak_on_alloc(void *p, size_t size, uintptr_t ip, uintptr_t c
 
 void mki_leak_on_alloc(void *p, size_t size)
 {
-	leak_on_alloc(p, size, 0, 0);
+	if (!p || in_tracker)
+		return;
+	in_tracker = true;
+	track_alloc(thread_state(), p, size, 0, 0);
 }
 
-void mki_leak_on_alloc_from(void *p, size_t size, uintptr_t ip, uintptr_t cfa)
+static MKI_NOINLINE void track_alloc_from(struct tstate *t, void *p, size_t size, uintptr_t ip,
+					  uintptr_t cfa)
 {
 	/* a frame of ours (the entry point was called, not jumped to, as in an
 	 * unoptimised build): walk out of ours as from any other entry point */
 	if (mki_unlikely(!own_text_hi || (ip >= own_text_lo && ip < own_text_hi)))
 		ip = 0;
-	leak_on_alloc(p, size, ip, cfa);
+	track_alloc(t ? t : thread_state(), p, size, ip, cfa);
+}
+
+/* A loop allocating where it allocated last, into a chunk that has its
+ * shadow: the last walk's stack and one entry written, in a function small
+ * enough to save few registers. Anything else, and a thread's first
+ * allocation (it has no last walk yet), goes on to track_alloc_from. */
+void mki_leak_on_alloc_from(void *p, size_t size, uintptr_t ip, uintptr_t cfa)
+{
+	if (!p || in_tracker)
+		return;
+	in_tracker = true; /* from here: a signal handler's malloc leaves t->last alone */
+	struct tstate *t = tstate;
+	if (mki_unlikely(!t || t == TSTATE_DEAD)) {
+		track_alloc_from(NULL, p, size, ip, cfa);
+		return;
+	}
+	struct leak_stack *st = same_place_stack(&t->last, ip, cfa);
+	struct mki_chunk *c = st ? mki_chunk_of(p) : NULL;
+	struct shadow_entry *sh =
+	    c ? atomic_load_explicit(&c->leak_shadow, memory_order_acquire) : NULL;
+	if (mki_unlikely(sh == NULL)) {
+		track_alloc_from(t, p, size, ip, cfa);
+		return;
+	}
+	shadow_set(&sh[((uintptr_t)p & (MKI_CHUNK_SIZE - 1)) >> SHADOW_SHIFT], size, st);
+	in_tracker = false;
+	if (mki_unlikely(atomic_load_explicit(&window_report_pending, memory_order_relaxed)))
+		report_signal_window();
 }
 
 /* The block's entry, changed in place: size, stack and epoch as a new
