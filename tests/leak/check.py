@@ -317,6 +317,23 @@ def case_tree(args):
     check_tree(memkit_sites(args, "tree")["leaks"], 1)
 
 
+def case_outer(args):
+    """The same innermost frames under different callers further out."""
+    lost = memkit_sites(args, "outer")["leaks"]["leaks"]
+    real = os.path.realpath(args.planted)
+    got = {}
+    for s in lost:
+        fns = tuple(f.get("function") for f in s.get("frames", [])
+                    if os.path.realpath(f.get("object") or "") == real)[:4]
+        if fns[:1] == ("alloc_here",):
+            e = got.setdefault(fns, [0, 0])
+            e[0] += s["bytes"]
+            e[1] += s["blocks"]
+    want = {("alloc_here", "level2", "level1", "outer_a"): [240, 6],
+            ("alloc_here", "level2", "level1", "outer_b"): [504, 9]}
+    check(got == want, f"alloc_here's blocks by the caller three frames out: {want} (got {got})")
+
+
 def case_forest(args):
     """Threads that meet the same new stacks at once share one site each."""
     check_tree(memkit_sites(args, "forest")["leaks"], 4)
@@ -650,7 +667,7 @@ CASES = {
     "planted": case_planted, "valgrind": case_valgrind, "text": case_text,
     "fail-on-leak": case_fail_on_leak, "suppressions": case_suppressions,
     "exit-status": case_exit_status,
-    "stats": case_stats, "threads": case_threads, "indirect": case_indirect, "recursive": case_recursive, "tree": case_tree, "forest": case_forest, "fork": case_fork, "closed-stderr": case_closed_stderr, "api-window": case_api_window, "api-report": case_api_report,
+    "stats": case_stats, "threads": case_threads, "indirect": case_indirect, "recursive": case_recursive, "tree": case_tree, "outer": case_outer, "forest": case_forest, "fork": case_fork, "closed-stderr": case_closed_stderr, "api-window": case_api_window, "api-report": case_api_report,
     "api-stats": case_api_stats, "api-requested": case_api_requested, "api-bss": case_api_bss, "api-chunks": case_api_chunks, "api-thread-stack": case_api_thread_stack, "api-running-thread": case_api_running_thread, "signal-window": case_signal_window,
     "library-constructor": case_library_constructor,
 }

@@ -24,6 +24,12 @@
  *                      for it, then _exits (no report of its own)
  *   planted threads    8 threads allocate and free at once; each loses 100
  *                      blocks of 100 + i bytes (thread i) from one call site
+ *   planted outer      a loop in alloc_here, reached through level1 and
+ *                      level2 from outer_a (2 blocks of 40 bytes a round)
+ *                      or outer_b (3 of 56), alternately for 3 rounds: the
+ *                      same innermost frames at the same addresses, the
+ *                      caller three frames out different (the tracker's
+ *                      loop fast path must see it)
  *   planted structures loses whole structures, for "indirectly lost": a
  *                      list of 10 nodes (48 bytes each, one call site), a
  *                      ring of 3 (32 bytes each), a 24-byte owner of a
@@ -289,6 +295,50 @@ static int tree(void)
 	return 0;
 }
 
+/* not tail calls, and outer_a and outer_b differ (a store each) so that the
+ * compiler does not fold them into one function */
+static NOINLINE void alloc_here(size_t n, int k)
+{
+	for (int i = 0; i < k; i++)
+		touch(malloc(n), 8);
+	sink = NULL;
+}
+
+static NOINLINE void level2(size_t n, int k)
+{
+	alloc_here(n, k);
+	sink = NULL;
+}
+
+static NOINLINE void level1(size_t n, int k)
+{
+	level2(n, k);
+	sink = NULL;
+}
+
+static NOINLINE void outer_a(size_t n, int k)
+{
+	level1(n, k);
+	sink = (void *)1;
+}
+
+static NOINLINE void outer_b(size_t n, int k)
+{
+	level1(n, k);
+	sink = (void *)2;
+}
+
+static int outer(void)
+{
+	for (int round = 0; round < 3; round++) {
+		outer_a(40, 2);
+		outer_b(56, 3);
+	}
+	sink = NULL;
+	scrub_stack();
+	return 0;
+}
+
 #define FOREST_THREADS 4
 static pthread_barrier_t forest_start;
 
@@ -455,7 +505,9 @@ int main(int argc, char **argv)
 		return fork_leak();
 	if (!strcmp(mode, "structures"))
 		return lose_structures();
+	if (!strcmp(mode, "outer"))
+		return outer();
 	fprintf(stderr, "usage: planted leaks|clean|exit N|kill SIG|echo|signal-window|"
-			"threads|recursive|tree|forest|fork|structures\n");
+			"threads|recursive|tree|forest|fork|structures|outer\n");
 	return 2;
 }
