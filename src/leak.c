@@ -971,6 +971,19 @@ static MKI_NOINLINE struct leak_stack *walk_full(struct tstate *t, uintptr_t ip,
 	return intern_walk(&w, t ? &t->last : NULL, walk_is_cacheable(&w));
 }
 
+/* From the frame (ip, cfa), with the last walk and learnt frame sizes: the
+ * last stack if the frame is the last walk's innermost and nothing further
+ * out changed, else a walk out to where the two meet; NULL when neither
+ * can tell (the full walk then). own and base as for walk_incremental. */
+static inline struct leak_stack *walk_out(struct tstate *t, uintptr_t ip, uintptr_t cfa,
+					  uintptr_t base, bool own)
+{
+	struct trust tr = {0, t->last.n};
+	memo_refresh(t);
+	struct leak_stack *st = own ? NULL : walk_same_place(&t->last, ip, cfa, &tr);
+	return st ? st : walk_incremental(t, ip, cfa, base, own, tr);
+}
+
 /* The interned stack of whoever called the allocator. */
 static MKI_NOINLINE struct leak_stack *stack_of_caller(struct tstate *t)
 {
@@ -980,12 +993,8 @@ static MKI_NOINLINE struct leak_stack *stack_of_caller(struct tstate *t)
 #if defined(__x86_64__)
 	if (t && rules && t->stack_top) {
 		uintptr_t base = cfa;
-		struct trust tr = {0, t->last.n};
-		memo_refresh(t);
 		bool own = !skip_own_frames(&t->own, t->stack_top, &ip, &cfa);
-		struct leak_stack *st = own ? NULL : walk_same_place(&t->last, ip, cfa, &tr);
-		if (!st)
-			st = walk_incremental(t, ip, cfa, base, own, tr);
+		struct leak_stack *st = walk_out(t, ip, cfa, base, own);
 		if (st)
 			return st;
 	}
@@ -998,15 +1007,10 @@ static MKI_NOINLINE struct leak_stack *stack_of_caller(struct tstate *t)
 static inline struct leak_stack *stack_of_frame(struct tstate *t, uintptr_t ip, uintptr_t cfa)
 {
 #if defined(__x86_64__)
-	if (t && rules && t->stack_top) {
-		struct trust tr = {0, t->last.n};
-		memo_refresh(t);
-		struct leak_stack *st = walk_same_place(&t->last, ip, cfa, &tr);
-		if (!st)
-			st = walk_incremental(t, ip, cfa, cfa, false, tr);
-		if (st)
-			return st;
-	}
+	struct leak_stack *st =
+	    t && rules && t->stack_top ? walk_out(t, ip, cfa, cfa, false) : NULL;
+	if (st)
+		return st;
 #endif
 	return walk_full(t, ip, cfa);
 }
