@@ -232,20 +232,26 @@ _Static_assert(offsetof(struct mki_chunk, pages) % sizeof(struct mki_page) == 0 
 extern struct mki_chunk *_Atomic *_Atomic mki_radix[1u << MKI_RADIX_L1_BITS];
 static inline struct mki_chunk *mki_chunk_of(const void *p)
 {
-	uintptr_t a = (uintptr_t)p;
-	if (mki_unlikely(a >> 47))
+	uintptr_t n = (uintptr_t)p >> MKI_CHUNK_SHIFT;
+	uintptr_t top = n >> MKI_RADIX_L2_BITS;
+	/* the top level's index is itself the test for a user-space address */
+	if (mki_unlikely(top >= (1u << MKI_RADIX_L1_BITS)))
 		return NULL;
-	uintptr_t n = a >> MKI_CHUNK_SHIFT;
-	struct mki_chunk *_Atomic *l2 =
-	    atomic_load_explicit(&mki_radix[n >> MKI_RADIX_L2_BITS], memory_order_acquire);
+	struct mki_chunk *_Atomic *l2 = atomic_load_explicit(&mki_radix[top], memory_order_acquire);
 	if (mki_unlikely(!l2))
 		return NULL;
 	return atomic_load_explicit(&l2[n & ((1u << MKI_RADIX_L2_BITS) - 1)], memory_order_acquire);
 }
 static inline struct mki_page *mki_page_desc(struct mki_chunk *c, const void *p)
 {
-	/* chunks are aligned to their size: no need to load c->base */
-	return &c->pages[((uintptr_t)p >> MKI_PAGE_SHIFT) & (MKI_CHUNK_PAGES - 1)];
+	/* chunks are aligned to their size: no need to load c->base. The
+	 * descriptor's byte offset is taken from the address in one shift and
+	 * one mask (32-byte descriptors), not as an index scaled afterwards:
+	 * free's fast path computes it on every call */
+	_Static_assert(sizeof(struct mki_page) == 32, "a shift of 5 scales a page index");
+	uintptr_t off =
+	    ((uintptr_t)p >> (MKI_PAGE_SHIFT - 5)) & ((uintptr_t)(MKI_CHUNK_PAGES - 1) << 5);
+	return (struct mki_page *)((char *)c->pages + off);
 }
 static inline void *mki_page_addr(struct mki_chunk *c, struct mki_page *pg)
 {
