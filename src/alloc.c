@@ -285,11 +285,13 @@ static MKI_NOINLINE void *alloc_generic(size_t size, size_t align, unsigned how)
 	return p;
 }
 
-static inline void leak_note_alloc(void *p, size_t size)
-{
-	if (mki_unlikely(mki_leak_active) && p)
-		mki_leak_on_alloc(p, size);
-}
+/* A macro: the caller's frame is the entry point's own, not an inline
+ * helper's. */
+#define leak_note_alloc(p, size)                                                            \
+	do {                                                                                \
+		if (mki_unlikely(mki_leak_active) && (p))                                   \
+			mki_leak_on_alloc_from(p, size, MKI_CALLER_IP(), MKI_CALLER_CFA()); \
+	} while (0)
 
 /* The largest request malloc's fast path serves from a slab: below the mmap
  * threshold, which mallopt may lower; until mki_init has read the options,
@@ -319,11 +321,9 @@ static MKI_NOINLINE void *malloc_slow(size_t size)
 	if (mki_unlikely(!p))
 		p = alloc_generic(size, MKI_ALIGN, 0);
 	/* mki_malloc jumps here, so our return address is the program's call
-	 * and our CFA (frame pointer + 16) its frame's: the tracker starts
-	 * there instead of walking out of its own frames and ours */
-	if (mki_unlikely(mki_leak_active) && p)
-		mki_leak_on_alloc_from(p, size, (uintptr_t)__builtin_return_address(0),
-				       (uintptr_t)__builtin_frame_address(0) + 16);
+	 * and our CFA its frame's: the tracker starts there instead of walking
+	 * out of its own frames and ours */
+	leak_note_alloc(p, size);
 	return p;
 }
 
@@ -872,8 +872,9 @@ static MKI_NOINLINE void *realloc_slow(void *p, size_t size)
 		q = realloc_run(p, usable, size);
 	else
 		q = realloc_large(p, usable, size);
-	if (leak)
-		mki_leak_on_alloc(q ? q : p, q ? size : usable);
+	if (leak) /* mki_realloc jumps here: the program's frame is our caller's */
+		mki_leak_on_alloc_from(q ? q : p, q ? size : usable, MKI_CALLER_IP(),
+				       MKI_CALLER_CFA());
 	if (q == p)
 		realloc_remember(p, kind, usable);
 	return q;
@@ -882,7 +883,7 @@ static MKI_NOINLINE void *realloc_slow(void *p, size_t size)
 /* The fast path's case with leak tracking on: the entry changes in place. */
 static MKI_NOINLINE void *realloc_tracked_in_place(void *p, size_t size)
 {
-	mki_leak_on_resize(p, size);
+	mki_leak_on_resize(p, size, MKI_CALLER_IP(), MKI_CALLER_CFA());
 	return p;
 }
 

@@ -12,13 +12,15 @@
  *     x86-64, frame sizes learnt per return address let a walk go out from
  *     the allocator with loads alone, and only until it meets the thread's
  *     last walk where that is still on the stack (its slots validated
- *     against the return addresses they held). malloc hands over the
- *     program's frame that called it (its slow path, jumped to, reads its
- *     own return address), so that walk starts there; calloc, realloc and
- *     the rest walk out of libmemkit's frames first. Stacks are interned in a
+ *     against the return addresses they held). malloc, calloc and realloc
+ *     hand over the program's frame that called them (the functions jumped
+ *     to from the exported names read their own return address), so that
+ *     walk starts there; an entry point called by another of ours (as
+ *     posix_memalign calls its worker) walks out of libmemkit's frames
+ *     first. Stacks are interned in a
  *     trie (a node per frame, keyed by its caller's node and return
  *     address), so that the new frames cost a lookup each: lookups take no
- *     lock, an insertion takes stack_lock, and threads that meet the same
+ *     lock, an insertion takes the table's lock, and threads that meet the same
  *     new frame at once wait for its adder rather than for the lock.
  *  2. A live block inside a chunk costs a 16-byte entry in a shadow of the
  *     chunk, indexed by address, written by the block's owner without a
@@ -46,7 +48,7 @@
  * /proc/self/pagemap, getdents64 of /proc/self/task. The exit report
  * itself is written by stats.c (one file for statistics and leaks).
  * Lock order: report_lock, then the shard locks in index order, then
- * stack_lock; meta.c's lock may be taken under any of them.
+ * stack_table.lock; meta.c's lock may be taken under any of them.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -144,10 +146,18 @@ bool mki_leak_active;
 
 static struct shard shards[LEAK_SHARDS];
 static struct leak_stack *_Atomic *stack_buckets;
-static struct leak_stack *_Atomic all_stacks;
 static struct leak_stack *root_stack; /* depth 0: the parent of outermost frames */
-static _Atomic size_t stack_count;
-static mki_lock_t stack_lock = MKI_LOCK_INIT;
+/* What adding a stack writes, away from what every capture reads
+ * (root_stack, own_text_lo, window_report_pending): on one line with them,
+ * 16 threads meeting new stacks together made each other's captures miss.
+ * The lock has a line of its own too: threads waiting to add watch it. */
+static struct {
+	_Alignas(64) mki_lock_t lock;
+	_Alignas(64) char *arena; /* stacks are bumped from 256 KiB arenas */
+	char *arena_end;
+	_Atomic size_t count;
+	struct leak_stack *_Atomic all; /* every stack, the newest first */
+} stack_table = {.lock = MKI_LOCK_INIT};
 static mki_lock_t report_lock = MKI_LOCK_INIT;
 /* A block records the epoch it was allocated in; opening a window starts a
  * new epoch. (A global counter bumped by every allocation would make all
@@ -203,24 +213,22 @@ static struct leak_stack *child_find(struct leak_stack *_Atomic *bucket,
 }
 
 /* Stacks are never freed: they come from 256 KiB arenas, bumped under
- * stack_lock, rather than one metadata allocation (and lock) each. */
-static char *stack_arena, *stack_arena_end;
-
+ * the table's lock, rather than one metadata allocation (and lock) each. */
 static struct leak_stack *stack_new_locked(void)
 {
 	size_t size = sizeof(struct leak_stack);
-	if ((size_t)(stack_arena_end - stack_arena) < size) {
-		stack_arena = mki_meta_alloc(LEAK_STACK_ARENA);
-		if (!stack_arena)
+	if ((size_t)(stack_table.arena_end - stack_table.arena) < size) {
+		stack_table.arena = mki_meta_alloc(LEAK_STACK_ARENA);
+		if (!stack_table.arena)
 			return NULL;
-		stack_arena_end = stack_arena + LEAK_STACK_ARENA;
+		stack_table.arena_end = stack_table.arena + LEAK_STACK_ARENA;
 	}
-	struct leak_stack *s = (struct leak_stack *)stack_arena;
-	stack_arena += size;
-	s->id = (uint32_t)atomic_fetch_add_explicit(&stack_count, 1, memory_order_relaxed);
-	s->all = atomic_load_explicit(&all_stacks, memory_order_relaxed);
+	struct leak_stack *s = (struct leak_stack *)stack_table.arena;
+	stack_table.arena += size;
+	s->id = (uint32_t)atomic_fetch_add_explicit(&stack_table.count, 1, memory_order_relaxed);
+	s->all = atomic_load_explicit(&stack_table.all, memory_order_relaxed);
 	/* release: a report that finds s on the list sees its id */
-	atomic_store_explicit(&all_stacks, s, memory_order_release);
+	atomic_store_explicit(&stack_table.all, s, memory_order_release);
 	return s;
 }
 
@@ -283,7 +291,7 @@ static struct leak_stack *child_lookup(struct leak_stack *parent, uintptr_t ip,
 	return s || !full ? s : child_find(bucket, parent, ip);
 }
 
-/* stack_lock for an insertion of (parent, ip), or NULL with the stack
+/* The table's lock for an insertion of (parent, ip), or NULL with the stack
  * itself when another thread added it meanwhile. Threads that run the same
  * code meet the same new frames at the same time: one adds each, and the
  * others watch for it while the lock is held, instead of queueing on the
@@ -298,11 +306,11 @@ static struct leak_stack *lock_for_insert(struct leak_stack *parent, uintptr_t i
 		struct leak_stack *s = child_lookup(parent, ip, bucket);
 		if (s)
 			return s;
-		if (!mki_lock_held(&stack_lock) && mki_trylock(&stack_lock))
+		if (!mki_lock_held(&stack_table.lock) && mki_trylock(&stack_table.lock))
 			return NULL;
 		mki_cpu_relax();
 	}
-	mki_lock(&stack_lock);
+	mki_lock(&stack_table.lock);
 	return NULL;
 }
 
@@ -322,7 +330,7 @@ static MKI_NOINLINE struct leak_stack *stack_child_slow(struct leak_stack *paren
 		if (s && !kid_add_locked(parent, s))
 			bucket_insert_locked(bucket, s);
 	}
-	mki_unlock(&stack_lock);
+	mki_unlock(&stack_table.lock);
 	return s;
 }
 
@@ -1270,19 +1278,19 @@ static void leak_fork_prepare(void)
 {
 	mki_lock(&report_lock);
 	lock_all_shards();
-	mki_lock(&stack_lock);
+	mki_lock(&stack_table.lock);
 }
 
 static void leak_fork_parent(void)
 {
-	mki_unlock(&stack_lock);
+	mki_unlock(&stack_table.lock);
 	unlock_all_shards();
 	mki_unlock(&report_lock);
 }
 
 static void leak_fork_child(void)
 {
-	mki_lock_reset(&stack_lock);
+	mki_lock_reset(&stack_table.lock);
 	for (unsigned i = 0; i < LEAK_SHARDS; i++)
 		mki_lock_reset(&shards[i].lock);
 	mki_lock_reset(&report_lock);
@@ -1354,22 +1362,19 @@ static inline void track_alloc(struct tstate *t, void *p, size_t size, uintptr_t
 		report_signal_window();
 }
 
-void mki_leak_on_alloc(void *p, size_t size)
+/* The program's return address the entry point handed over, or 0 if it is
+ * one of ours (the entry point was called, not jumped to: by another of
+ * ours, or in an unoptimised build): then the walk starts in our frames
+ * and skips them, as from any other entry point. */
+static inline uintptr_t program_ip(uintptr_t ip)
 {
-	if (!p || in_tracker)
-		return;
-	in_tracker = true;
-	track_alloc(thread_state(), p, size, 0, 0);
+	return mki_unlikely(!own_text_hi || (ip >= own_text_lo && ip < own_text_hi)) ? 0 : ip;
 }
 
 static MKI_NOINLINE void track_alloc_from(struct tstate *t, void *p, size_t size, uintptr_t ip,
 					  uintptr_t cfa)
 {
-	/* a frame of ours (the entry point was called, not jumped to, as in an
-	 * unoptimised build): walk out of ours as from any other entry point */
-	if (mki_unlikely(!own_text_hi || (ip >= own_text_lo && ip < own_text_hi)))
-		ip = 0;
-	track_alloc(t ? t : thread_state(), p, size, ip, cfa);
+	track_alloc(t ? t : thread_state(), p, size, program_ip(ip), cfa);
 }
 
 /* A loop allocating where it allocated last, into a chunk that has its
@@ -1426,13 +1431,14 @@ static bool live_resize(uintptr_t addr, size_t size, struct leak_stack *st)
 /* A realloc that kept the block where it was: as a free and an allocation
  * by the realloc's caller (valgrind's record of it), but the entry changes
  * in place instead of going and coming back. */
-void mki_leak_on_resize(void *p, size_t size)
+void mki_leak_on_resize(void *p, size_t size, uintptr_t ip, uintptr_t cfa)
 {
 	if (in_tracker)
 		return;
 	in_tracker = true;
 	struct tstate *t = thread_state();
-	struct leak_stack *st = stack_of_caller(t);
+	ip = program_ip(ip);
+	struct leak_stack *st = ip ? stack_of_frame(t, ip, cfa) : stack_of_caller(t);
 	uintptr_t a = (uintptr_t)p;
 	struct mki_chunk *c = mki_chunk_of(p);
 	if (!st) {
@@ -1542,9 +1548,9 @@ void mki_leak_init(void)
 		return;
 	stack_buckets = mki_meta_alloc(LEAK_STACK_BUCKETS * sizeof(*stack_buckets));
 	if (stack_buckets) {
-		mki_lock(&stack_lock);
+		mki_lock(&stack_table.lock);
 		root_stack = stack_new_locked();
-		mki_unlock(&stack_lock);
+		mki_unlock(&stack_table.lock);
 	}
 	if (!stack_buckets || !root_stack) {
 		mki_dprintf(2, "memkit: leak tracking off: no memory for its tables\n");
@@ -2141,7 +2147,7 @@ static void tally_entry(void *ctx, uintptr_t addr, struct shadow_entry *e)
 			    shadow_class(s));
 }
 
-/* nstacks: stack_count when the report began */
+/* nstacks: stack_table.count when the report began */
 static void tally_locked(struct tally *t, uint64_t min_seq, size_t nstacks)
 {
 	memset(t, 0, sizeof(*t));
@@ -2214,7 +2220,8 @@ static struct site *sorted_sites(const struct tally *t, enum leak_class c, size_
 	struct site *a = mki_meta_alloc(t->sites[c] * sizeof(*a));
 	if (!a)
 		return NULL;
-	for (struct leak_stack *s = atomic_load(&all_stacks); s && *n < t->sites[c]; s = s->all) {
+	for (struct leak_stack *s = atomic_load(&stack_table.all); s && *n < t->sites[c];
+	     s = s->all) {
 		if (s->id >= t->nstacks)
 			continue;
 		const struct site_totals *st = &t->per_stack[s->id];
@@ -2462,7 +2469,7 @@ static long write_report(int fd, enum mk_format format, uint64_t min_seq, bool w
 {
 	struct marker mk = {0};
 	struct report r = {.window = window};
-	size_t nstacks = atomic_load(&stack_count);
+	size_t nstacks = atomic_load(&stack_table.count);
 	mark_from_roots(&mk, stack_from);
 	mark_indirect_locked(&mk);
 	tally_locked(&r.t, min_seq, nstacks);

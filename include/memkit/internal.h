@@ -580,13 +580,19 @@ extern _Atomic bool mki_initialized;
 extern bool mki_leak_active;
 void mki_leak_init(void);	   /* from mki_init when mki_opt.leak */
 void mki_leak_load_unwinder(void); /* from the constructor: dlopen allocates */
-void mki_leak_on_alloc(void *p, size_t size);
-/* the same, given the program's frame that called the allocator: ip, its
- * return address into the program, and cfa, the address just above it */
+/* p was allocated; ip and cfa are the program's frame that called the
+ * allocator: its return address into the program, and the address just
+ * above it (MKI_CALLER_IP and MKI_CALLER_CFA); an ip inside libmemkit (the
+ * entry point was called, not jumped to) makes the tracker walk out of ours */
 void mki_leak_on_alloc_from(void *p, size_t size, uintptr_t ip, uintptr_t cfa);
 void mki_leak_on_free(struct mki_chunk *c, void *p); /* c: mki_chunk_of(p) */
-/* realloc kept p where it was, now of `size` bytes */
-void mki_leak_on_resize(void *p, size_t size);
+/* realloc kept p where it was, now of `size` bytes; ip, cfa as above */
+void mki_leak_on_resize(void *p, size_t size, uintptr_t ip, uintptr_t cfa);
+/* In an entry point that the program's call reaches by jumps alone (the
+ * exported name's tail call, its own tail calls), and that is not inlined:
+ * the program's return address and frame (our frame pointer + 16). */
+#define MKI_CALLER_IP()	 ((uintptr_t)__builtin_return_address(0))
+#define MKI_CALLER_CFA() ((uintptr_t)__builtin_frame_address(0) + 16)
 void mki_leak_at_exit(void);
 /* bytes the program asked for in its live blocks (known while tracking) */
 size_t mki_leak_requested_bytes(void);

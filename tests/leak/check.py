@@ -26,6 +26,7 @@ PLANTED = {
     "leak_large": (300000, 1),
     "leak_in_thread": (2000, 1),
     "leak_realloc": (5000, 1),
+    "leak_aligned": (8492, 3),
     "leak_grown_in_place": (5100, 1),
     "leak_large_grown_in_place": (200200, 1),
 }
