@@ -111,6 +111,7 @@ __attribute__((constructor)) static void memkit_constructor(void)
  * slabs). */
 static MKI_NOINLINE void give_back_idle(struct mki_heap *h, unsigned cls)
 {
+	h->allocs[cls] += 256; /* the tick wrapped */
 	if (h->shared[cls])
 		h->shared[cls]--;
 	mki_page_maybe_purge();
@@ -144,7 +145,7 @@ static inline void *slab_pop(struct mki_heap *h, unsigned cls)
 	struct mki_block *b = take_block(h, cls);
 	if (mki_unlikely(!b))
 		return mki_heap_alloc_slow(h, cls);
-	if (mki_unlikely(!(++h->allocs[cls] & 255)))
+	if (mki_unlikely(!++h->tick[cls]))
 		give_back_idle(h, cls);
 	return b;
 }
@@ -349,7 +350,7 @@ void *mki_malloc(size_t size)
 			struct mki_block *b = take_block(h, cls);
 			if (mki_likely(b != NULL)) {
 				/* as slab_pop: now and then, see whether memory waits to go back */
-				if (mki_unlikely(!(++h->allocs[cls] & 255)))
+				if (mki_unlikely(!++h->tick[cls]))
 					return purge_then(h, cls, b);
 				return b;
 			}

@@ -640,7 +640,7 @@ void mki_heap_stats(struct mk_stats *st)
 	mki_lock(&heaps_lock);
 	for (struct mki_heap *h = all_heaps; h; h = h->next_heap)
 		for (unsigned c = 0; c < mki_class_count; c++) {
-			allocs[c] += h->allocs[c];
+			allocs[c] += h->allocs[c] + h->tick[c];
 			frees[c] += h->frees[c];
 		}
 	st->threads += nr_heaps_live;

@@ -378,6 +378,28 @@ static void test_live_counts_across_threads(void)
 	CHECK(live_blocks_of(HANDED_SIZE) == before); /* freed by a thread that is not the owner */
 }
 
+/* Counts across the fast path's tick, which wraps every 256 allocations of
+ * a class and hands 256 to the heap's count: the live count stays exact
+ * through many wraps (and blocks of a class with many slots a slab, so
+ * that most allocations take the fast path). */
+static void test_live_counts_many(void)
+{
+	enum { N = 5000, SIZE = 48 };
+	static void *p[N];
+	size_t before = live_blocks_of(SIZE);
+	for (int i = 0; i < N; i++)
+		CHECK((p[i] = mk_malloc(SIZE)) != NULL);
+	CHECK(live_blocks_of(SIZE) == before + N);
+	for (int i = 0; i < N; i += 2)
+		mk_free(p[i]);
+	CHECK(live_blocks_of(SIZE) == before + N / 2);
+	for (int i = 0; i < N; i += 2)
+		CHECK((p[i] = mk_malloc(SIZE)) != NULL);
+	for (int i = 0; i < N; i++)
+		mk_free(p[i]);
+	CHECK(live_blocks_of(SIZE) == before);
+}
+
 int main(void)
 {
 	test_sizes();
@@ -395,5 +417,6 @@ int main(void)
 	test_trim();
 	test_empty_slabs_kept_until_trim();
 	test_live_counts_across_threads();
+	test_live_counts_many();
 	return check_done("test-api");
 }
