@@ -296,12 +296,12 @@ static MKI_NOINLINE void *alloc_generic(size_t size, size_t align, unsigned how)
 
 /* The largest request malloc's fast path serves from a slab: below the mmap
  * threshold, which mallopt may lower; until mki_init has read the options,
- * only what the class table covers (the threshold is at least a page). */
-static size_t slab_fast_max = MKI_SMALL_MAX - MKI_CANARY;
+ * what lies below any threshold they may set (a page at least). */
+static size_t slab_fast_max = MKI_PAGE_SIZE - 1 - MKI_CANARY;
 /* What mki_malloc's fast path takes: sizes below this; 0 while leak
  * tracking is on (every allocation then records its stack), so that the
  * fast path tests one bound, not a bound and a flag. */
-static size_t fast_path_limit = MKI_SMALL_MAX - MKI_CANARY + 1;
+static size_t fast_path_limit = MKI_PAGE_SIZE - MKI_CANARY;
 
 static void set_slab_fast_max(void)
 {
@@ -315,8 +315,7 @@ static MKI_NOINLINE void *malloc_slow(size_t size)
 	void *p = NULL;
 	if (mki_likely(size <= slab_fast_max)) {
 		size_t need = size + MKI_CANARY;
-		unsigned cls = mki_likely(need <= MKI_SMALL_MAX) ? mki_class_of_small_size(need)
-								 : mki_class_of_big(need);
+		unsigned cls = mki_class_of(need);
 		p = canary_arm(alloc_class(need, cls), size, mki_class_size[cls]);
 	}
 	if (mki_unlikely(!p))
@@ -343,8 +342,7 @@ void *mki_malloc(size_t size)
 {
 #ifndef MKI_SECURE
 	if (mki_likely(size < fast_path_limit)) {
-		unsigned cls = mki_likely(size <= MKI_SMALL_MAX) ? mki_class_of_small_size(size)
-								 : mki_class_of_big(size);
+		unsigned cls = mki_class_of(size);
 		struct mki_heap *h = mki_tls_heap;
 		if (mki_likely(h != NULL)) {
 			struct mki_block *b = take_block(h, cls);

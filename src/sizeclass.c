@@ -20,8 +20,7 @@
  */
 #include "memkit/internal.h"
 
-uint8_t mki_class_of_small[MKI_SMALL_MAX / MKI_ALIGN + 1];
-uint8_t mki_class_of_mid[(MKI_SLAB_MAX - MKI_SMALL_MAX) >> MKI_MID_STEP_SHIFT];
+uint8_t mki_class_of_size[MKI_SLAB_MAX / MKI_ALIGN + 1];
 uint32_t mki_class_size[MKI_CLASSES_MAX];
 uint8_t mki_class_order[MKI_CLASSES_MAX];
 uint32_t mki_class_recent_max[MKI_CLASSES_MAX];
@@ -89,14 +88,6 @@ void mki_sizeclass_init(void)
 		for (size_t step = 1; step <= 4; step++)
 			add_class(base + step * base / 4);
 	}
-	for (size_t i = 0; i <= MKI_SMALL_MAX / MKI_ALIGN; i++)
-		mki_class_of_small[i] = (uint8_t)first_class_holding(i * MKI_ALIGN);
-	for (size_t i = 0; i < sizeof(mki_class_of_mid); i++)
-		mki_class_of_mid[i] =
-		    (uint8_t)first_class_holding(MKI_SMALL_MAX + ((i + 1) << MKI_MID_STEP_SHIFT));
-}
-
-unsigned mki_class_of(size_t size)
-{
-	return size <= MKI_SMALL_MAX ? mki_class_of_small_size(size) : mki_class_of_big(size);
+	for (size_t i = 0; i <= MKI_SLAB_MAX / MKI_ALIGN; i++)
+		mki_class_of_size[i] = (uint8_t)first_class_holding(i * MKI_ALIGN);
 }

@@ -291,10 +291,12 @@ void mki_page_fork_parent(void);
 void mki_page_fork_child(void);
 
 /* ------------------------------------------------------------ sizeclass.c */
-#define MKI_SMALL_MAX	1024		    /* sizes served by the lookup table */
 #define MKI_SLAB_MAX	((size_t)32 * 1024) /* largest slab size class */
 #define MKI_CLASSES_MAX 48
-extern uint8_t mki_class_of_small[MKI_SMALL_MAX / MKI_ALIGN + 1];
+/* the class of every size up to MKI_SLAB_MAX, by 16-byte step: one load,
+ * and no test of which table serves a size (2 KiB; the lines of the
+ * sizes a program asks for are the ones in cache) */
+extern uint8_t mki_class_of_size[MKI_SLAB_MAX / MKI_ALIGN + 1];
 extern uint32_t mki_class_size[MKI_CLASSES_MAX];
 extern uint8_t mki_class_order[MKI_CLASSES_MAX]; /* slab order of each class */
 extern unsigned mki_class_count;
@@ -317,19 +319,10 @@ static inline bool mki_is_multiple(uint64_t off, uint64_t divides)
 }
 extern struct mki_class_geom mki_class_geom[MKI_CLASSES_MAX];
 void mki_sizeclass_init(void);
-static inline unsigned mki_class_of_small_size(size_t size)
+static inline unsigned mki_class_of(size_t size) /* size <= MKI_SLAB_MAX */
 {
-	return mki_class_of_small[(size + MKI_ALIGN - 1) / MKI_ALIGN];
+	return mki_class_of_size[(size + MKI_ALIGN - 1) / MKI_ALIGN];
 }
-/* Above MKI_SMALL_MAX, class boundaries are multiples of 64 bytes: a second
- * table, indexed by 64-byte steps, gives the class in one load. */
-#define MKI_MID_STEP_SHIFT 6
-extern uint8_t mki_class_of_mid[(MKI_SLAB_MAX - MKI_SMALL_MAX) >> MKI_MID_STEP_SHIFT];
-static inline unsigned mki_class_of_big(size_t size) /* MKI_SMALL_MAX < size <= MKI_SLAB_MAX */
-{
-	return mki_class_of_mid[(size - MKI_SMALL_MAX - 1) >> MKI_MID_STEP_SHIFT];
-}
-unsigned mki_class_of(size_t size); /* size <= MKI_SLAB_MAX */
 
 /* ------------------------------------------------------------ slab.c
  * A slab: one buddy block cut into equal slots. Owned by one heap (malloc)
