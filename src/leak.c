@@ -17,11 +17,11 @@
  *     to from the exported names read their own return address), so that
  *     walk starts there; an entry point called by another of ours (as
  *     posix_memalign calls its worker) walks out of libmemkit's frames
- *     first. Stacks are interned in a
- *     trie (a node per frame, keyed by its caller's node and return
- *     address), so that the new frames cost a lookup each: lookups take no
- *     lock, an insertion takes the table's lock, and threads that meet the same
- *     new frame at once wait for its adder rather than for the lock.
+ *     first. Stacks are interned in a trie (a node per frame, keyed by its
+ *     caller's node and return address), so that the new frames cost a
+ *     lookup each: lookups take no lock, an insertion takes the table's
+ *     lock, and threads that meet the same new frame at once wait for its
+ *     adder rather than for the lock.
  *  2. A live block inside a chunk costs a 16-byte entry in a shadow of the
  *     chunk, indexed by address, written by the block's owner without a
  *     lock; a large block (mapped on its own) a 32-byte slot in one of 64
