@@ -2271,6 +2271,32 @@ static void describe_frame(void *ip, struct frame_info *fi)
 	}
 }
 
+/* The frames a report has described: it names the same return addresses
+ * again and again (python's exit report: 1841 frames, 207 distinct), and
+ * dladdr searches an object's symbols one by one (55 k instructions a call
+ * in libpython). Direct-mapped by address; without one (no memory) each
+ * frame is described afresh. */
+#define FRAME_MEMO 4096
+struct frame_memo {
+	uintptr_t ip[FRAME_MEMO]; /* 0: empty (no frame returns to address 0) */
+	struct frame_info fi[FRAME_MEMO];
+};
+
+static const struct frame_info *frame_described(struct frame_memo *m, uintptr_t ip,
+						struct frame_info *scratch)
+{
+	if (!m) {
+		describe_frame((void *)ip, scratch);
+		return scratch;
+	}
+	size_t i = (size_t)mix64(ip) & (FRAME_MEMO - 1);
+	if (m->ip[i] != ip) {
+		describe_frame((void *)ip, &m->fi[i]);
+		m->ip[i] = ip;
+	}
+	return &m->fi[i];
+}
+
 /* "func+0x12 (/path/obj+0x1234)" */
 static void format_frame(char *buf, size_t size, const struct frame_info *fi)
 {
@@ -2296,6 +2322,7 @@ struct report {
 	struct site *sites[CLASSES];
 	size_t nsites[CLASSES];
 	bool window;
+	struct frame_memo *memo; /* may be NULL */
 };
 
 static const char *plural(size_t n)
@@ -2303,17 +2330,17 @@ static const char *plural(size_t n)
 	return n == 1 ? "" : "s";
 }
 
-static void text_site(struct out *o, const struct site *site, const char *what)
+static void text_site(struct out *o, const struct site *site, const char *what,
+		      struct frame_memo *memo)
 {
 	const struct leak_stack *s = site->stack;
 	out_printf(o, "\n%zu bytes in %zu block%s %s, allocated at:\n", site->bytes, site->blocks,
 		   plural(site->blocks), what);
 	unsigned i = 0;
 	for (const struct leak_stack *f = s; f->depth; f = f->parent, i++) {
-		struct frame_info fi;
+		struct frame_info scratch;
 		char line[640];
-		describe_frame((void *)f->ip, &fi);
-		format_frame(line, sizeof(line), &fi);
+		format_frame(line, sizeof(line), frame_described(memo, f->ip, &scratch));
 		out_printf(o, "    #%-2u %p %s\n", i, (void *)f->ip, line);
 	}
 	if (!s->depth)
@@ -2327,7 +2354,7 @@ static void text_report(struct out *o, const struct report *r)
 		   r->window ? ", blocks allocated in the window" : "");
 	for (unsigned c = 0; c < CLASSES; c++)
 		for (size_t i = 0; i < r->nsites[c]; i++)
-			text_site(o, &r->sites[c][i], class_text[c]);
+			text_site(o, &r->sites[c][i], class_text[c], r->memo);
 	out_str(o, "\nLEAK SUMMARY:\n");
 	for (unsigned c = 0; c < CLASSES; c++)
 		out_printf(o, "   %s: %zu bytes in %zu block%s from %zu call stack%s\n",
@@ -2341,26 +2368,24 @@ static void text_report(struct out *o, const struct report *r)
 
 /* ------------------------------------------------------------ report JSON */
 
-static void json_frames(struct out *o, const struct leak_stack *s)
+static void json_frames(struct out *o, const struct leak_stack *s, struct frame_memo *memo)
 {
 	char line[640];
+	struct frame_info scratch;
 	out_str(o, "\"stack\":[");
 	for (const struct leak_stack *f = s; f->depth; f = f->parent) {
-		struct frame_info fi;
-		describe_frame((void *)f->ip, &fi);
-		format_frame(line, sizeof(line), &fi);
+		format_frame(line, sizeof(line), frame_described(memo, f->ip, &scratch));
 		out_str(o, f != s ? "," : "");
 		out_json_str(o, line);
 	}
 	out_str(o, "],\"frames\":[");
 	for (const struct leak_stack *f = s; f->depth; f = f->parent) {
-		struct frame_info fi;
-		describe_frame((void *)f->ip, &fi);
+		const struct frame_info *fi = frame_described(memo, f->ip, &scratch);
 		out_printf(o, "%s{\"ip\":\"%p\",\"object\":", f != s ? "," : "", (void *)f->ip);
-		out_json_str(o, fi.object);
-		out_printf(o, ",\"offset\":\"0x%zx\",\"function\":", (size_t)fi.rel);
-		if (fi.func)
-			out_json_str(o, fi.func);
+		out_json_str(o, fi->object);
+		out_printf(o, ",\"offset\":\"0x%zx\",\"function\":", (size_t)fi->rel);
+		if (fi->func)
+			out_json_str(o, fi->func);
 		else
 			out_str(o, "null");
 		out_str(o, "}");
@@ -2368,13 +2393,14 @@ static void json_frames(struct out *o, const struct leak_stack *s)
 	out_str(o, "]");
 }
 
-static void json_sites(struct out *o, const char *name, const struct site *a, size_t n)
+static void json_sites(struct out *o, const char *name, const struct site *a, size_t n,
+		       struct frame_memo *memo)
 {
 	out_printf(o, ",\"%s\":[", name);
 	for (size_t i = 0; i < n; i++) {
 		out_printf(o, "%s{\"bytes\":%zu,\"blocks\":%zu,", i ? "," : "", a[i].bytes,
 			   a[i].blocks);
-		json_frames(o, a[i].stack);
+		json_frames(o, a[i].stack, memo);
 		out_str(o, "}");
 	}
 	out_str(o, "]");
@@ -2391,7 +2417,7 @@ static void json_report(struct out *o, const struct report *r)
 			   t->bytes[c], t->blocks[c]);
 	out_printf(o, ",\"untracked_blocks\":%zu", (size_t)atomic_load(&untracked));
 	for (unsigned c = 0; c < CLASSES; c++)
-		json_sites(o, class_sites_key[c], r->sites[c], r->nsites[c]);
+		json_sites(o, class_sites_key[c], r->sites[c], r->nsites[c], r->memo);
 	out_str(o, "}");
 }
 
@@ -2480,6 +2506,9 @@ static long write_report(int fd, enum mk_format format, uint64_t min_seq, bool w
 		r.sites[c] = sorted_sites(&r.t, c, &r.nsites[c]);
 	int err = ENOMEM;
 	struct out *o = mki_meta_alloc(sizeof(*o));
+	r.memo = mki_meta_alloc(sizeof(*r.memo));
+	if (r.memo)
+		memset(r.memo->ip, 0, sizeof(r.memo->ip));
 	if (o) {
 		o->fd = fd;
 		if (format == MK_FORMAT_JSON)
@@ -2490,6 +2519,8 @@ static long write_report(int fd, enum mk_format format, uint64_t min_seq, bool w
 		err = o->err;
 		mki_meta_free(o, sizeof(*o));
 	}
+	if (r.memo)
+		mki_meta_free(r.memo, sizeof(*r.memo));
 	for (unsigned c = 0; c < CLASSES; c++)
 		mki_meta_free(r.sites[c], r.t.sites[c] * sizeof(struct site));
 	tally_free(&r.t);
