@@ -464,8 +464,10 @@ static void sym_collect_sites(struct sym_set *set, const struct jval *sites)
 	}
 }
 
-/* Start addr2line on object for frames[0..n) and return its output. */
-static FILE *addr2line_start(const char *object, struct jval **frames, size_t n, pid_t *pid)
+/* Start addr2line on object for the first frame of each of n groups (below)
+ * and return its output. */
+static FILE *addr2line_start(const char *object, struct jval **frames, const size_t *group,
+			     size_t n, pid_t *pid)
 {
 	char **argv = calloc(n + 6, sizeof(*argv));
 	int fds[2];
@@ -477,8 +479,8 @@ static FILE *addr2line_start(const char *object, struct jval **frames, size_t n,
 	argv[a++] = "-C";
 	argv[a++] = "-e";
 	argv[a++] = (char *)object;
-	for (size_t i = 0; i < n; i++)
-		argv[a++] = (char *)json_str(frames[i], "offset");
+	for (size_t g = 0; g < n; g++)
+		argv[a++] = (char *)json_str(frames[group[g]], "offset");
 	*pid = fork();
 	if (*pid == 0) {
 		dup2(fds[1], STDOUT_FILENO);
@@ -522,20 +524,23 @@ static void apply_symbol(struct jval *frame, const char *func, const char *sourc
 	}
 }
 
-static bool symbolize_batch(const char *object, struct jval **frames, size_t n)
+/* Groups g .. g + n - 1 of frames, each a run of frames at one offset
+ * (frames[group[g]] .. frames[group[g + 1] - 1]): one address each. */
+static bool symbolize_batch(const char *object, struct jval **frames, const size_t *group, size_t n)
 {
 	pid_t pid;
-	FILE *out = addr2line_start(object, frames, n, &pid);
+	FILE *out = addr2line_start(object, frames, group, n, &pid);
 	if (!out)
 		return false;
 	char *func = NULL, *src = NULL;
 	size_t fcap = 0, scap = 0;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t g = 0; g < n; g++) {
 		if (getline(&func, &fcap, out) < 0 || getline(&src, &scap, out) < 0)
 			break;
 		chomp(func);
 		chomp(src);
-		apply_symbol(frames[i], func, src);
+		for (size_t i = group[g]; i < group[g + 1]; i++)
+			apply_symbol(frames[i], func, src);
 	}
 	free(func);
 	free(src);
@@ -545,15 +550,34 @@ static bool symbolize_batch(const char *object, struct jval **frames, size_t n)
 	return WIFEXITED(status) && WEXITSTATUS(status) != EXIT_NOT_FOUND;
 }
 
+static int by_offset(const void *a, const void *b)
+{
+	return strcmp(json_str(*(struct jval *const *)a, "offset"),
+		      json_str(*(struct jval *const *)b, "offset"));
+}
+
+/* The frames of each object sorted by offset and asked for once per
+ * distinct offset: a report names the same return addresses again and
+ * again (python's exit report: 1767 frames, 191 distinct), and each
+ * addr2line run reads the object's debug information anew. */
 static void symbolize(struct sym_set *set)
 {
 	for (size_t i = 0; i < set->n; i++) {
 		struct sym_request *r = &set->req[i];
-		for (size_t k = 0; k < r->n; k += ADDR2LINE_BATCH) {
-			size_t m = r->n - k < ADDR2LINE_BATCH ? r->n - k : ADDR2LINE_BATCH;
-			if (!symbolize_batch(r->object, r->frames + k, m))
+		size_t *group = malloc((r->n + 1) * sizeof(*group)), ngroups = 0;
+		if (!group)
+			mk_err(EXIT_MEMKIT_FAILED, "out of memory");
+		qsort(r->frames, r->n, sizeof(*r->frames), by_offset);
+		for (size_t k = 0; k < r->n; k++)
+			if (!k || by_offset(&r->frames[k - 1], &r->frames[k]))
+				group[ngroups++] = k;
+		group[ngroups] = r->n;
+		for (size_t g = 0; g < ngroups; g += ADDR2LINE_BATCH) {
+			size_t m = ngroups - g < ADDR2LINE_BATCH ? ngroups - g : ADDR2LINE_BATCH;
+			if (!symbolize_batch(r->object, r->frames, group + g, m))
 				set->addr2line_missing = true;
 		}
+		free(group);
 		free(r->frames);
 	}
 	free(set->req);
