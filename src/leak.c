@@ -796,15 +796,42 @@ static struct leak_stack *splice_walk(struct last_walk *l, unsigned keep, const 
 	return node;
 }
 
+/* A stack deeper than the frames kept: its innermost LEAK_MAX_FRAMES are
+ * the last walk's entries drop .. keep - 1 and the fresh frames. The trie
+ * is rooted at a stack's outermost kept frame, so every node is looked up
+ * anew, from the entries at hand: no frame is walked again. */
+static struct leak_stack *reroot_walk(struct last_walk *l, unsigned keep, const struct fresh *f,
+				      unsigned drop)
+{
+	struct leak_stack *node = root_stack;
+	unsigned n = 0;
+	for (unsigned i = drop; i < keep; i++, n++) {
+		node = stack_child(node, l->ra[i]);
+		if (!node) {
+			l->n = 0;
+			return NULL;
+		}
+		l->slot[n] = l->slot[i];
+		l->ra[n] = l->ra[i];
+		l->node[n] = node;
+	}
+	l->truncated = true;
+	return splice_walk(l, n, f);
+}
+
 /* The walk met the last walk's entry keep - 1, and the entries further out
  * are unchanged: reuse them if the kept frames still start at the same
- * outermost one (else the trie path would differ: NULL, walk in full). */
+ * outermost one; re-root them if the stack is now deeper than the frames
+ * kept (python's are); NULL (walk in full) if the last walk was cut short
+ * and this stack is shallower: the frames beyond its cut are not known. */
 static struct leak_stack *meet_last_walk(struct last_walk *l, unsigned keep, const struct fresh *f)
 {
 	unsigned depth = f->n + keep;
-	if (l->truncated ? depth != l->n : depth > LEAK_MAX_FRAMES)
+	if (depth <= LEAK_MAX_FRAMES && !(l->truncated && depth != l->n))
+		return splice_walk(l, keep, f);
+	if (depth < LEAK_MAX_FRAMES)
 		return NULL;
-	return splice_walk(l, keep, f);
+	return reroot_walk(l, keep, f, depth - LEAK_MAX_FRAMES);
 }
 
 /* libmemkit's own frames, with the same return addresses at the same
