@@ -1,6 +1,6 @@
 #!/bin/sh
 # bench/leak/ab.sh - two builds' leak tracking side by side, runs alternated
-# (A, B, A, B, ...) so that a noisy machine's load falls on both alike.
+# (A, B, B, A, A, B, ...) so that a noisy machine's load falls on both alike.
 #
 #   bench/leak/ab.sh BUILD_A BUILD_B [RUNS]     (default 7)
 #
@@ -46,10 +46,19 @@ for w in $WORKLOADS; do
 	: >"$OUT/ab-pa" && : >"$OUT/ab-pb" && : >"$OUT/ab-la" && : >"$OUT/ab-lb"
 	i=0
 	while [ $i -lt "$RUNS" ]; do
-		cpu env LD_PRELOAD="$A" $bin >>"$OUT/ab-pa"
-		cpu env LD_PRELOAD="$B" $bin >>"$OUT/ab-pb"
-		cpu env LD_PRELOAD="$A" MEMKIT_LEAK=1 MEMKIT_REPORT="$OUT/ab-report.json" $bin >>"$OUT/ab-la"
-		cpu env LD_PRELOAD="$B" MEMKIT_LEAK=1 MEMKIT_REPORT="$OUT/ab-report.json" $bin >>"$OUT/ab-lb"
+		# every other round B first: with A always first, the second build
+		# measured 1-8% slower than itself run first (bench/notes.md,
+		# thirteenth round)
+		if [ $((i % 2)) -eq 0 ]; then order="a b"; else order="b a"; fi
+		for x in $order; do
+			if [ $x = a ]; then lib=$A; else lib=$B; fi
+			cpu env LD_PRELOAD="$lib" $bin >>"$OUT/ab-p$x"
+		done
+		for x in $order; do
+			if [ $x = a ]; then lib=$A; else lib=$B; fi
+			cpu env LD_PRELOAD="$lib" MEMKIT_LEAK=1 MEMKIT_REPORT="$OUT/ab-report.json" \
+				$bin >>"$OUT/ab-l$x"
+		done
 		i=$((i + 1))
 	done
 	pa=$(median <"$OUT/ab-pa") pb=$(median <"$OUT/ab-pb")
