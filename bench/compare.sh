@@ -1,6 +1,6 @@
 #!/bin/bash
 # bench/compare.sh - one workload under several allocators, interleaved
-# (A B C, A B C, ...), RUNS times; prints the median wall time, CPU time
+# (A B C, B C A, C A B, ...), RUNS times; prints the median wall time, CPU time
 # (user+sys) and peak RSS of each. For quick A/B checks of a change: build
 # the variant, copy its libmemkit.so aside, and compare the two side by side.
 #
@@ -20,15 +20,20 @@ bin="${BENCH_DIR:-build/bench}/$wl"
 [ -x "$bin" ] || { echo "compare.sh: $bin not found (make bench builds it)" >&2; exit 2; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+libs=("$@")
+count=${#libs[@]}
 for i in $(seq 1 "$runs"); do
-	n=0
-	for lib in "$@"; do
+	# each round starts one library further on (A B C, B C A, ...): a run
+	# right after another library's measured slower than itself first
+	# (bench/notes.md, thirteenth round)
+	for k in $(seq 0 $((count - 1))); do
+		n=$(((i + k) % count))
+		lib=${libs[$n]}
 		pre=$lib
 		[ "$lib" = glibc ] && pre=
 		/usr/bin/time -o "$tmp/t" -f "%e %U %S %M" env LD_PRELOAD="$pre" timeout 120 "$bin" \
 			>/dev/null 2>&1 || echo "compare.sh: $lib run $i failed" >&2
 		tail -n 1 "$tmp/t" >>"$tmp/$n"
-		n=$((n + 1))
 	done
 done
 n=0
