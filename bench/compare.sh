@@ -23,9 +23,10 @@ trap 'rm -rf "$tmp"' EXIT
 libs=("$@")
 count=${#libs[@]}
 for i in $(seq 1 "$runs"); do
-	# each round starts one library further on (A B C, B C A, ...): a run
-	# right after another library's measured slower than itself first
-	# (bench/notes.md, thirteenth round)
+	# each round starts one library further on (A B C, B C A, ...): a
+	# run's place in the round can bias it (bench/leak/ab.sh's second build
+	# measured 1-8% slower than itself first: bench/notes.md, thirteenth
+	# round)
 	for k in $(seq 0 $((count - 1))); do
 		n=$(((i + k) % count))
 		lib=${libs[$n]}
