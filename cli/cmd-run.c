@@ -567,7 +567,9 @@ static void symbolize(struct sym_set *set)
 		size_t *group = malloc((r->n + 1) * sizeof(*group)), ngroups = 0;
 		if (!group)
 			mk_err(EXIT_MEMKIT_FAILED, "out of memory");
-		qsort(r->frames, r->n, sizeof(*r->frames), by_offset);
+		/* the array holds pointers: their size is meant */
+		qsort(r->frames, r->n, sizeof(*r->frames), // NOLINT(bugprone-sizeof-expression)
+		      by_offset);
 		for (size_t k = 0; k < r->n; k++)
 			if (!k || by_offset(&r->frames[k - 1], &r->frames[k]))
 				group[ngroups++] = k;
