@@ -524,8 +524,8 @@ static void apply_symbol(struct jval *frame, const char *func, const char *sourc
 	}
 }
 
-/* Groups g .. g + n - 1 of frames, each a run of frames at one offset
- * (frames[group[g]] .. frames[group[g + 1] - 1]): one address each. */
+/* n groups of frames, group k the run of frames at one offset from
+ * frames[group[k]] to frames[group[k + 1] - 1]: one address each. */
 static bool symbolize_batch(const char *object, struct jval **frames, const size_t *group, size_t n)
 {
 	pid_t pid;
