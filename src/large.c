@@ -254,13 +254,23 @@ static bool cache_take_locked(struct large_cache *c, size_t size, size_t align, 
 	 * right after it would block, and a remnant too small would send it
 	 * to new pages while the range its last buffer used sits idle. (Not
 	 * for every block: a worse fit costs the programs that do not grow
-	 * theirs.) */
+	 * theirs.) A thread that has freed ranges here but none large enough
+	 * leaves the others' alone too: such a range is where its freer's
+	 * next buffer grows, and taking it sent each thread of wl-realloc to
+	 * the other's ranges in turn, every one of them kept resident (peak
+	 * RSS 5.3 -> 4.6 MiB). A thread that never frees one (buffers handed
+	 * to another thread to free) still takes the others'. */
+	bool have_mine = false;
+	for (size_t i = 0; grows && i < c->n; i++)
+		have_mine |= c->m[i].freer == &thread_tag;
 	for (size_t i = 0; i < c->n; i++) {
 		const struct cached_map *m = &c->m[i], *best = &c->m[pick];
 		largest = m->size > largest ? m->size : largest;
 		if (m->size < size)
 			continue;
 		bool mine = grows && m->freer == &thread_tag;
+		if (have_mine && !mine)
+			continue;
 		bool pick_mine = grows && pick < c->n && best->freer == &thread_tag;
 		bool fits_better =
 		    pick < c->n && (grows ? m->size > best->size : m->size < best->size);

@@ -244,6 +244,79 @@ static void test_large_range_reused_across_threads(void)
 	mk_malloc_trim(0);
 }
 
+/* A block that grows (moved into the large class by realloc) does not take
+ * a range another thread freed while its own thread has freed ranges too,
+ * none large enough: that range is where its freer's next buffer grows. A
+ * thread that has freed none still takes the others' ranges. All of it is
+ * carved from one cached range in one 64 MiB region (one cache shard):
+ * x | sep1 | y | sep2 | rest, the separators keeping the freed ones apart.
+ * The first thread stays alive while the second runs: a new thread may
+ * have an exited one's thread-local addresses, by which ranges know their
+ * freer. */
+struct grow_arg {
+	unsigned char *free_first; /* freed by the thread first, or NULL */
+	unsigned char *grown;
+	pthread_barrier_t *done; /* waited on twice after growing, if set */
+};
+
+static void *grow_one(void *v)
+{
+	struct grow_arg *a = v;
+	mk_free(a->free_first);
+	unsigned char *p = mk_malloc(20000);
+	CHECK(p != NULL);
+	fill(p, 20000, 21);
+	a->grown = mk_realloc(p, 300 << 10);
+	CHECK(a->grown != NULL && verify(a->grown, 20000, 21));
+	if (a->done) {
+		pthread_barrier_wait(a->done);
+		pthread_barrier_wait(a->done);
+	}
+	return NULL;
+}
+
+static void test_large_growing_leaves_others_ranges(void)
+{
+	const size_t total = 12 << 20, xs = 4 << 20, sep = 128 << 10, ys = 256 << 10;
+	unsigned char *kept[8] = {0};
+	unsigned char *big = NULL;
+	mk_malloc_trim(0);
+	for (int i = 0; i < 8 && !big; i++) { /* within one region; else keep it and retry */
+		kept[i] = mk_malloc(total);
+		CHECK(kept[i] != NULL);
+		if ((uintptr_t)kept[i] >> 26 == ((uintptr_t)kept[i] + total - 1) >> 26) {
+			big = kept[i];
+			kept[i] = NULL;
+		}
+	}
+	CHECK(big != NULL);
+	mk_free(big);
+	unsigned char *x = mk_malloc(xs), *sep1 = mk_malloc(sep), *y = mk_malloc(ys),
+		      *sep2 = mk_malloc(sep);
+	CHECK(x == big && sep1 == x + xs && y == sep1 + sep && sep2 == y + ys);
+	mk_free(x); /* this thread's range: x; and the rest after sep2 */
+
+	pthread_barrier_t done;
+	struct grow_arg t = {y, NULL, &done}, u = {NULL, NULL, NULL};
+	pthread_t tt, tu;
+	CHECK(pthread_barrier_init(&done, NULL, 2) == 0);
+	CHECK(pthread_create(&tt, NULL, grow_one, &t) == 0);
+	pthread_barrier_wait(&done);
+	CHECK(t.grown < big || t.grown >= big + total); /* new pages, not x nor the rest */
+	CHECK(pthread_create(&tu, NULL, grow_one, &u) == 0 && pthread_join(tu, NULL) == 0);
+	CHECK(u.grown == sep2 + sep); /* the largest: the rest */
+	pthread_barrier_wait(&done);
+	CHECK(pthread_join(tt, NULL) == 0);
+	pthread_barrier_destroy(&done);
+	mk_free(t.grown);
+	mk_free(u.grown);
+	mk_free(sep1);
+	mk_free(sep2);
+	for (int i = 0; i < 8; i++)
+		mk_free(kept[i]);
+	mk_malloc_trim(0);
+}
+
 /* Many large blocks live at once, freed in a scrambled order: the table of
  * live blocks (open addressing, deletion by moving entries back) keeps
  * finding every one, with its size. */
@@ -410,6 +483,7 @@ int main(void)
 	test_large_growing_takes_largest();
 	test_large_cache_purges_unused_tail();
 	test_large_range_reused_across_threads();
+	test_large_growing_leaves_others_ranges();
 	test_large_table_churn();
 	test_alignment();
 	test_mallopt_threshold();
