@@ -224,6 +224,19 @@ static void give_back_list(struct mki_heap *h, struct mki_block *b)
 	}
 }
 
+/* Blocks the newer half of a class's recent list takes. A thread that
+ * does not allocate from the class (a consumer) keeps them only to give
+ * them back in runs, and its list is the part of its producers' slabs
+ * that neither can use: an eighth of the bound there (wl-prodcons peak
+ * RSS 5.1 -> 4.4 MiB). */
+static int32_t recent_room_of(const struct mki_heap *h, unsigned cls)
+{
+	uint32_t n = mki_class_recent_max[cls];
+	if (!(h->alloc_classes & ((uint64_t)1 << cls)))
+		n = n / 8 > MKI_RECENT_MIN ? n / 8 : MKI_RECENT_MIN;
+	return (int32_t)n;
+}
+
 /* One walk per block given back, and the blocks freed last stay at hand
  * (the older half is what a flush of "all but the newest" would have to
  * walk past first). */
@@ -232,7 +245,7 @@ void mki_heap_recent_turn(struct mki_heap *h, unsigned cls)
 	struct mki_block *old = h->older[cls];
 	h->older[cls] = h->recent[cls];
 	h->recent[cls] = NULL;
-	h->recent_room[cls] = (int32_t)mki_class_recent_max[cls];
+	h->recent_room[cls] = recent_room_of(h, cls);
 	give_back_list(h, old);
 	/* a thread that has not allocated from the class (a consumer) has no
 	 * use for the blocks it keeps: they go back too, and no more than a
@@ -249,7 +262,7 @@ static void flush_all_recent(struct mki_heap *h)
 	for (unsigned cls = 0; cls < mki_class_count; cls++) {
 		struct mki_block *newer = h->recent[cls], *old = h->older[cls];
 		h->recent[cls] = h->older[cls] = NULL;
-		h->recent_room[cls] = (int32_t)mki_class_recent_max[cls];
+		h->recent_room[cls] = recent_room_of(h, cls);
 		give_back_list(h, newer);
 		give_back_list(h, old);
 	}
@@ -518,12 +531,12 @@ struct mki_heap *mki_heap_get_slow(void)
 	mki_lock(&heaps_lock);
 	struct mki_heap *h = heap_take_locked();
 	if (h) {
-		for (unsigned cls = 0; cls < MKI_CLASSES_MAX; cls++) {
-			h->direct[cls] = &mki_empty_slab;
-			h->recent_room[cls] = (int32_t)mki_class_recent_max[cls];
-		}
 		h->dead = false;
 		h->alloc_classes = 0;
+		for (unsigned cls = 0; cls < MKI_CLASSES_MAX; cls++) {
+			h->direct[cls] = &mki_empty_slab;
+			h->recent_room[cls] = recent_room_of(h, cls);
+		}
 		h->tid = (pid_t)syscall(SYS_gettid);
 		nr_heaps_live++;
 	}

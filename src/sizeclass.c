@@ -38,7 +38,6 @@ unsigned mki_class_count;
 #define MIN_SLAB_ORDER_MID 3 /* 32 KiB, above LINEAR_CLASSES' sizes */
 #define MIN_SLAB_OBJECTS   8
 #define RECENT_BYTES	   (32u << 10)
-#define RECENT_MIN	   2u
 #define RECENT_MAX	   128u
 
 static unsigned slab_order_for(size_t size)
@@ -62,9 +61,9 @@ static void add_class(size_t size)
 	    .mask = (uint32_t)(bytes - 1),
 	};
 	uint32_t n = RECENT_BYTES / (uint32_t)size;
-	mki_class_recent_max[mki_class_count] = n < RECENT_MIN	 ? RECENT_MIN
-						: n > RECENT_MAX ? RECENT_MAX
-								 : n;
+	mki_class_recent_max[mki_class_count] = n < MKI_RECENT_MIN ? MKI_RECENT_MIN
+						: n > RECENT_MAX   ? RECENT_MAX
+								   : n;
 	mki_class_count++;
 }
 

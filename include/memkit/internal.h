@@ -301,6 +301,7 @@ extern uint32_t mki_class_size[MKI_CLASSES_MAX];
 extern uint8_t mki_class_order[MKI_CLASSES_MAX]; /* slab order of each class */
 extern unsigned mki_class_count;
 extern uint32_t mki_class_recent_max[MKI_CLASSES_MAX]; /* a half of heap.c's recent lists */
+#define MKI_RECENT_MIN 2u			       /* the least a half of a recent list takes */
 /* The slot geometry of a class's slabs, which free() checks a pointer
  * against without loading the slab's descriptor: a malloc slab is a buddy
  * block of mki_class_order[cls], so it starts at an address aligned to its

@@ -197,19 +197,20 @@ static void *keep_one(void *arg)
  * class is empty. A dead thread's slab has no class in its pages, so frees
  * into it go straight back instead. */
 /* A thread that never allocates frees MANY of main's blocks: it gets a heap
- * (the frees are its own to batch and count), and it keeps no more than a
- * half's worth of them, since it has no use for them. */
+ * (the frees are its own to batch and count), and it keeps no more than an
+ * eighth of a half's worth of them, since it has no use for them. */
 static void *only_free_many(void *arg)
 {
 	(void)arg;
 	unsigned cls = mki_class_of(64);
 	uint32_t half = mki_class_recent_max[cls];
+	uint32_t batch = half / 8 > MKI_RECENT_MIN ? half / 8 : MKI_RECENT_MIN;
 	for (int i = 0; i < MANY; i++)
 		mk_free(many[i]);
 	struct mki_heap *h = mki_tls_heap;
 	CHECK(h != NULL);
 	if (h)
-		CHECK(list_length(h->recent[cls]) + list_length(h->older[cls]) <= half);
+		CHECK(list_length(h->recent[cls]) + list_length(h->older[cls]) <= batch);
 	return NULL;
 }
 
