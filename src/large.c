@@ -613,12 +613,28 @@ size_t mki_large_usable(const void *p)
 	return n;
 }
 
+/* The mapping for a block that mremap must move to grow: twice the room it
+ * would have grown into in place (ahead, at least want). Each move leaves
+ * a remnant of the block's last range behind, resident and cached, and the
+ * buffer's next growth would move it again: in wl-realloc each thread's
+ * buffers went through several ranges a purge window, all of them
+ * resident (peak RSS 4.8 -> 4.2 MiB, glibc 3.6, page faults 1000-2400 ->
+ * 760-1070 a run). Address space only: the pages stay untouched until
+ * used. */
+static size_t room_to_move(size_t want, size_t ahead)
+{
+	size_t extra = ahead > SIZE_MAX / 2 ? MKI_LARGE_GROW_AHEAD_MAX : 2 * ahead - want;
+	if (extra > MKI_LARGE_GROW_AHEAD_MAX)
+		extra = MKI_LARGE_GROW_AHEAD_MAX;
+	return want > SIZE_MAX - extra ? want : want + extra;
+}
+
 /* Grow or shrink with mremap: the kernel moves page-table entries instead
  * of copying bytes. A block that grows gets half as much again as it asks
  * for: address space, not memory (the pages stay untouched until used), and
  * a buffer grown a little at a time then costs a few system calls (and
- * TLB shootdowns), not one per page. NULL (errno ENOMEM) leaves the block
- * as it was. */
+ * TLB shootdowns), not one per page; twice that if it has to move. NULL
+ * (errno ENOMEM) leaves the block as it was. */
 void *mki_large_realloc(void *p, size_t size)
 {
 	size_t want = mki_align_up(size, MKI_PAGE_SIZE);
@@ -664,7 +680,7 @@ void *mki_large_realloc(void *p, size_t size)
 		return p; /* shrinking by less than half: keep the mapping */
 	if (!move)
 		return NULL; /* not ours, or guarded (mremap would move the guards) */
-	want = ahead;
+	want = want > have ? room_to_move(want, ahead) : ahead;
 	void *q;
 	int err = mki_os_remap(p, have, want, true, &q);
 	struct large_table *tq = table_of((uintptr_t)(err ? p : q));

@@ -165,6 +165,28 @@ static void test_large_grows_into_cache(void)
 	mk_free(a2);
 }
 
+/* A large block that cannot grow where it is moves (mremap) to a mapping
+ * twice the size it would have grown to in place (half as much again as it
+ * had): address space for its next growth, so that a buffer grown step by
+ * step does not move, and leave a remnant of its range behind, each time. */
+static void test_large_move_doubles_room(void)
+{
+	const size_t first = 256 << 10;
+	mk_malloc_trim(0);
+	unsigned char *range = mk_malloc(4 << 20);
+	CHECK(range != NULL);
+	mk_free(range); /* the only cached range */
+	unsigned char *a = mk_malloc(first), *b = mk_malloc(first);
+	CHECK(a == range && b == range + first); /* b keeps a from growing in place */
+	fill(a, first, 9);
+	unsigned char *q = mk_realloc(a, first + 4096);
+	CHECK(q != NULL && q != a && verify(q, first, 9));
+	CHECK(mk_malloc_usable_size(q) == 2 * (first + first / 2));
+	mk_free(q);
+	mk_free(b);
+	mk_malloc_trim(0);
+}
+
 /* A block that realloc moves into the large class, likely to grow further,
  * takes the front of the largest range this thread freed, not a remnant it
  * would soon outgrow. */
@@ -480,6 +502,7 @@ int main(void)
 	test_calloc();
 	test_realloc();
 	test_large_grows_into_cache();
+	test_large_move_doubles_room();
 	test_large_growing_takes_largest();
 	test_large_cache_purges_unused_tail();
 	test_large_range_reused_across_threads();
