@@ -258,7 +258,7 @@ static bool cache_take_locked(struct large_cache *c, size_t size, size_t align, 
 	 * leaves the others' alone too: such a range is where its freer's
 	 * next buffer grows, and taking it sent each thread of wl-realloc to
 	 * the other's ranges in turn, every one of them kept resident (peak
-	 * RSS 5.3 -> 4.6 MiB). A thread that never frees one (buffers handed
+	 * RSS 5.1 -> 4.5 MiB). A thread that never frees one (buffers handed
 	 * to another thread to free) still takes the others'. */
 	bool have_mine = false;
 	for (size_t i = 0; grows && i < c->n; i++)
@@ -618,8 +618,8 @@ size_t mki_large_usable(const void *p)
  * a remnant of the block's last range behind, resident and cached, and the
  * buffer's next growth would move it again: in wl-realloc each thread's
  * buffers went through several ranges a purge window, all of them
- * resident (peak RSS 4.8 -> 4.2 MiB, glibc 3.6, page faults 1000-2400 ->
- * 760-1070 a run). Address space only: the pages stay untouched until
+ * resident (peak RSS 4.7 -> 4.3 MiB, glibc 3.7; page faults 940-2400 ->
+ * 760-1700 a run). Address space only: the pages stay untouched until
  * used. */
 static size_t room_to_move(size_t want, size_t ahead)
 {
