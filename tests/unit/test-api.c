@@ -168,7 +168,7 @@ static void test_large_grows_into_cache(void)
 /* A large block that cannot grow where it is moves (mremap) to a mapping
  * twice the size it would have grown to in place (half as much again as it
  * had): address space for its next growth, so that a buffer grown step by
- * step does not move, and leave a remnant of its range behind, each time. */
+ * step does not move again and again, leaving a remnant behind each time. */
 static void test_large_move_doubles_room(void)
 {
 	const size_t first = 256 << 10;
