@@ -615,13 +615,12 @@ size_t mki_large_usable(const void *p)
 
 /* The mapping for a block that mremap must move to grow: twice the room it
  * would have grown into in place (ahead, at least want), under twice the
- * size asked for. Each move leaves
- * a remnant of the block's last range behind, resident and cached, and the
- * buffer's next growth would move it again: in wl-realloc each thread's
- * buffers went through several ranges a purge window, all of them
- * resident (peak RSS 4.9 -> 4.3 MiB, glibc 3.7; page faults 940-2400 ->
- * 860-1070 and mremap calls 14-69 -> 6-9 a run). Address space only: the
- * pages stay untouched until used. */
+ * size asked for. Each move leaves a remnant of the block's last range
+ * behind, resident and cached, and the buffer's next growth would move it
+ * again: in wl-realloc each thread's buffers went through several ranges a
+ * purge window, all of them resident (peak RSS 4.9 -> 4.3 MiB, glibc 3.7;
+ * page faults 940-2400 -> 860-1070 and mremap calls 14-69 -> 6-9 a run).
+ * Address space only: the pages stay untouched until used. */
 static size_t room_to_move(size_t size, size_t want, size_t ahead)
 {
 	size_t extra = ahead > SIZE_MAX / 2 ? MKI_LARGE_GROW_AHEAD_MAX : 2 * ahead - want;
