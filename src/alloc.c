@@ -8,9 +8,10 @@
  * thread's current slab for the size class; free pushes it back when the
  * slab is the thread's own. Both are a handful of loads and stores, with no
  * lock and no atomic read-modify-write. free finds what a pointer is in
- * O(1) and checks it: a radix map says whether the chunk is ours, the page
- * descriptor what the page holds, a multiplication whether the pointer
- * starts a slot, and a tag in a freed slot catches the common double free.
+ * O(1) and checks it: the chunk is the one the thread freed into last, or a
+ * radix map says whether it is ours; the page descriptor says what the page
+ * holds, a multiplication whether the pointer starts a slot, and a tag in a
+ * freed slot catches the common double free.
  *
  * May call: heap.c, slab.c, page.c, large.c, leak.c, options.c, libc.c.
  */
@@ -524,6 +525,13 @@ static inline __attribute__((always_inline)) void slab_free(struct mki_slab *s, 
 	free_other(h, owner, s, b, tag);
 }
 
+/* Slabs that no live heap owns (abandoned, kept empty, object caches'), and
+ * threads without a heap. */
+static MKI_NOINLINE void free_by_descriptor(struct mki_slab *s, void *p)
+{
+	slab_free(s, p);
+}
+
 #ifndef MKI_SECURE
 /* The pointer failed free_to_recent's checks: which one, told from the
  * slab's descriptor (looked up again, so that the fast path need not keep
@@ -545,13 +553,6 @@ static inline __attribute__((always_inline)) void free_own(struct mki_heap *h, s
 	uintptr_t tag = mki_free_tag(b);
 	if (slab_checks_pass(s, b, tag))
 		own_free(h, s, cls, b, tag);
-}
-
-/* Slabs that no live heap owns (abandoned, kept empty, object caches'), and
- * threads without a heap. */
-static MKI_NOINLINE void free_by_descriptor(struct mki_slab *s, void *p)
-{
-	slab_free(s, p);
 }
 
 /* A block of another live thread's slab, as its page says: onto this
@@ -621,14 +622,12 @@ static MKI_NOINLINE void free_large(void *p)
 	errno = saved;
 }
 
-/* Every path but the slab fast path is a function of its own, reached by a
- * tail call, so that the fast path saves no register. */
-static inline __attribute__((always_inline)) void free_block_in(struct mki_chunk *c, void *p)
+/* A block of chunk c, freed by a thread with heap h. Every path but the
+ * slab fast path is a function of its own, reached by a tail call, so that
+ * the fast path saves no register. */
+static inline __attribute__((always_inline)) void free_in_chunk(struct mki_heap *h,
+								struct mki_chunk *c, void *p)
 {
-	if (mki_unlikely(c == NULL)) {
-		free_large(p);
-		return;
-	}
 	struct mki_page *pg = mki_page_desc(c, p);
 	if (mki_unlikely(pg->kind != MKI_PAGE_SLAB)) {
 		free_not_slab(c, pg, p);
@@ -641,13 +640,8 @@ static inline __attribute__((always_inline)) void free_block_in(struct mki_chunk
 	 * then it joins them on the recent list, and no descriptor is touched
 	 * (in the server pattern the descriptors' lines are what free costs);
 	 * a thread alone keeps its slabs packed. */
-	struct mki_heap *h = mki_tls_heap;
 	struct mki_heap *owner = atomic_load_explicit(&pg->heap, memory_order_relaxed);
 	unsigned cls = atomic_load_explicit(&pg->cls, memory_order_relaxed);
-	if (mki_unlikely(h == NULL)) {
-		free_by_descriptor(pg->slab, p);
-		return;
-	}
 	/* tested first: whose block it is may change at every call (a
 	 * mispredicted branch per free cost the server pattern 7 %); never
 	 * set for MKI_CLS_NONE */
@@ -667,13 +661,39 @@ static inline __attribute__((always_inline)) void free_block_in(struct mki_chunk
 	h->shared[cls] = 2;
 	free_shared(p, h, cls);
 #else
+	(void)h;
 	slab_free(pg->slab, p);
 #endif
 }
 
-static inline __attribute__((always_inline)) void free_block(void *p)
+/* A thread without a heap (it never allocated): by the slab's descriptor. */
+static MKI_NOINLINE void free_heapless(struct mki_chunk *c, void *p)
 {
-	free_block_in(mki_chunk_of(p), p);
+	struct mki_page *pg = mki_page_desc(c, p);
+	if (pg->kind != MKI_PAGE_SLAB)
+		free_not_slab(c, pg, p);
+	else
+		free_by_descriptor(pg->slab, p);
+}
+
+/* A block whose chunk is c (NULL: none of ours), without telling the tracker. */
+static inline __attribute__((always_inline)) void free_located(struct mki_chunk *c, void *p)
+{
+	if (mki_unlikely(c == NULL)) {
+		free_large(p);
+		return;
+	}
+	struct mki_heap *h = mki_tls_heap;
+	if (mki_unlikely(h == NULL)) {
+		free_heapless(c, p);
+		return;
+	}
+	free_in_chunk(h, c, p);
+}
+
+static void free_block(void *p)
+{
+	free_located(mki_chunk_of(p), p);
 }
 
 /* The block's chunk looked up once for both. */
@@ -681,18 +701,64 @@ static MKI_NOINLINE void free_tracked(void *p)
 {
 	struct mki_chunk *c = mki_chunk_of(p);
 	mki_leak_on_free(c, p);
-	free_block_in(c, p);
+	free_located(c, p);
 }
 
-/* free(NULL) takes the path of a pointer outside every chunk (free_large):
- * no chunk starts at address 0, and the common case tests one thing less. */
-void mki_free(void *p)
+/* free by a thread without a heap (it never allocated): the radix map says
+ * which chunk. */
+static MKI_NOINLINE void free_uncached(void *p)
 {
 	if (mki_unlikely(mki_leak_active)) {
 		free_tracked(p);
 		return;
 	}
 	free_block(p);
+}
+
+/* free of a block outside the chunk the thread freed into last: the
+ * thread's table of chunks, else the radix map (and the table remembers).
+ * key was made with an epoch read before the map: a chunk the map still
+ * holds then cannot have been unmapped under that epoch (mki_chunk_epoch);
+ * one bumped by the tracker's start comes with mki_leak_active set. */
+static MKI_NOINLINE void free_other_chunk(void *p, struct mki_heap *h, uintptr_t key)
+{
+	unsigned i = mki_chunk_slot(p);
+	struct mki_chunk *c = h->chunks[i];
+	if (mki_unlikely(key != h->chunk_keys[i])) {
+		if (mki_unlikely(mki_leak_active)) {
+			free_tracked(p);
+			return;
+		}
+		c = mki_chunk_of(p);
+		if (mki_unlikely(c == NULL)) {
+			free_large(p);
+			return;
+		}
+		h->chunk_keys[i] = key;
+		h->chunks[i] = c;
+	}
+	h->chunk_key = key;
+	h->chunk = c;
+	free_in_chunk(h, c, p);
+}
+
+/* The fast path: a block of the chunk of the thread's last free. free(NULL)
+ * misses (no chunk starts at address 0) and free_large takes it: the
+ * common case tests one thing less. */
+void mki_free(void *p)
+{
+	struct mki_heap *h = mki_tls_heap;
+	if (mki_unlikely(h == NULL)) {
+		free_uncached(p);
+		return;
+	}
+	uintptr_t key =
+	    mki_chunk_key(p, atomic_load_explicit(&mki_chunk_epoch, memory_order_acquire));
+	if (mki_unlikely(key != h->chunk_key)) {
+		free_other_chunk(p, h, key);
+		return;
+	}
+	free_in_chunk(h, h->chunk, p);
 }
 
 /* ------------------------------------------------------------ what a pointer is */

@@ -1593,6 +1593,9 @@ void mki_leak_init(void)
 	if (!fast || *fast != '0')
 		rules = mki_meta_alloc(RULES * sizeof(*rules));
 	mki_leak_active = true;
+	/* the threads' cached chunk lookups go stale: their frees take the
+	 * path that tells the tracker */
+	atomic_fetch_add_explicit(&mki_chunk_epoch, 2, memory_order_seq_cst);
 }
 
 static void add_requested(void *ctx, uintptr_t addr, struct shadow_entry *e)

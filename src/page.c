@@ -44,6 +44,7 @@
 #define MKI_PURGE_MIN_ORDER 2 /* 16 KiB: smaller free blocks are not worth a madvise */
 
 struct mki_chunk *_Atomic *_Atomic mki_radix[1u << MKI_RADIX_L1_BITS];
+_Atomic uintptr_t mki_chunk_epoch = 1;
 
 #define MKI_ZONES 8
 
@@ -293,6 +294,9 @@ static void chunk_release_locked(struct mki_chunk *c)
 	struct zone *z = zone_of(c);
 	list_del_locked(z, &c->pages[0], MKI_MAX_ORDER);
 	radix_set(c, NULL);
+	/* after the radix map forgets it: a lookup cached under the new epoch
+	 * read the map after this, and cannot have found the chunk */
+	atomic_fetch_add_explicit(&mki_chunk_epoch, 2, memory_order_seq_cst);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -804,6 +808,9 @@ void mki_page_fork_child(void)
 {
 	for (struct zone *z = zones; z < zones + MKI_ZONES; z++)
 		mki_lock_reset(&z->lock);
+	/* a fork from a signal handler may have cut a free between a cached
+	 * lookup's key and its chunk (mki_heap's chunk_key): none is trusted */
+	atomic_fetch_add_explicit(&mki_chunk_epoch, 2, memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------ public API */

@@ -242,6 +242,24 @@ static inline struct mki_chunk *mki_chunk_of(const void *p)
 		return NULL;
 	return atomic_load_explicit(&l2[n & ((1u << MKI_RADIX_L2_BITS) - 1)], memory_order_acquire);
 }
+/* Bumped (by 2: it stays odd) each time a chunk leaves the radix map, and
+ * when leak tracking starts: a thread's cached lookup (mki_heap's
+ * chunk_key) holds the chunk's base xor the epoch it was made in, so that
+ * every cached lookup goes stale at once when a chunk is unmapped (another
+ * one, with another descriptor, may be mapped at the same place). Odd: a
+ * key is never 0, which a heap starts with. */
+extern _Atomic uintptr_t mki_chunk_epoch;
+static inline uintptr_t mki_chunk_key(const void *p, uintptr_t epoch)
+{
+	return ((uintptr_t)p & ~(MKI_CHUNK_SIZE - 1)) ^ epoch;
+}
+/* Chunks are mostly mapped next to each other: consecutive chunk numbers
+ * take different slots. */
+#define MKI_CHUNK_CACHE 16
+static inline unsigned mki_chunk_slot(const void *p)
+{
+	return ((uintptr_t)p >> MKI_CHUNK_SHIFT) & (MKI_CHUNK_CACHE - 1);
+}
 static inline struct mki_page *mki_page_desc(struct mki_chunk *c, const void *p)
 {
 	/* chunks are aligned to their size: no need to load c->base. The
@@ -473,6 +491,19 @@ struct mki_bin {
 	struct mki_slab *full;
 };
 struct mki_heap {
+	/* free's lookups of chunks: keys are the chunk's base xor
+	 * mki_chunk_epoch. The chunk of the thread's last free first: most
+	 * frees land in the chunk of the one before, and its descriptor is
+	 * then at hand without a load that waits for the pointer (free is a
+	 * chain of dependent loads; the radix map puts two more at its head).
+	 * Then MKI_CHUNK_CACHE more, by the low bits of the chunk number
+	 * (mki_chunk_slot), for frees that hop between chunks (a server's).
+	 * Never set while leak tracking is on: its frees take the tracker's
+	 * path. */
+	uintptr_t chunk_key;
+	struct mki_chunk *chunk;
+	uintptr_t chunk_keys[MKI_CHUNK_CACHE];
+	struct mki_chunk *chunks[MKI_CHUNK_CACHE];
 	struct mki_slab *direct[MKI_CLASSES_MAX]; /* fast path: current slab of each class */
 	struct mki_bin bins[MKI_CLASSES_MAX];
 	struct mki_slab *_Atomic reclaim; /* full slabs that got remote frees */

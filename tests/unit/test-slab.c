@@ -462,6 +462,36 @@ static void test_full_abandoned_slab_left(void)
 			mk_free(fa_blocks[i]);
 }
 
+/* free remembers the chunk of the thread's last free (and a table of
+ * others); when any chunk is unmapped all of it goes stale at once (another chunk, with another
+ * descriptor, may be mapped at the same address), and the next free looks
+ * its chunk up again. */
+static void test_free_lookup_goes_stale(void)
+{
+	char *p = mk_malloc(64);
+	CHECK(p != NULL);
+	mk_free(p);
+	struct mki_heap *h = mki_tls_heap;
+	uintptr_t epoch = atomic_load(&mki_chunk_epoch);
+	CHECK(h->chunk == mki_chunk_of(p));
+	CHECK(h->chunk_key == mki_chunk_key(p, epoch));
+	CHECK(h->chunks[mki_chunk_slot(p)] == mki_chunk_of(p));
+	CHECK(h->chunk_keys[mki_chunk_slot(p)] == mki_chunk_key(p, epoch));
+	/* a chunk of its own, then unmapped */
+	char *whole = mk_pages_alloc(MKI_MAX_ORDER);
+	CHECK(whole != NULL);
+	mk_pages_free(whole, MKI_MAX_ORDER);
+	mk_malloc_trim(0);
+	CHECK(mki_chunk_of(whole) == NULL);
+	CHECK(h->chunk_key != mki_chunk_key(p, atomic_load(&mki_chunk_epoch)));
+	CHECK(h->chunk_keys[mki_chunk_slot(p)] != mki_chunk_key(p, atomic_load(&mki_chunk_epoch)));
+	/* and the next free looks again, and remembers */
+	p = mk_malloc(64);
+	mk_free(p);
+	CHECK(h->chunk == mki_chunk_of(p));
+	CHECK(h->chunk_key == mki_chunk_key(p, atomic_load(&mki_chunk_epoch)));
+}
+
 int main(void)
 {
 	mki_init();
@@ -474,5 +504,6 @@ int main(void)
 	test_stale_reclaim_notice();
 	test_dead_heap_reclaim_notice();
 	test_full_abandoned_slab_left();
+	test_free_lookup_goes_stale();
 	return check_done("test-slab");
 }
