@@ -18,6 +18,21 @@ runs=$1 wl=$2
 shift 2
 bin="${BENCH_DIR:-build/bench}/$wl"
 [ -x "$bin" ] || { echo "compare.sh: $bin not found (make bench builds it)" >&2; exit 2; }
+# FILE CMD...: runs CMD and writes "wall user sys maxrss-KiB" to FILE, CPU
+# times to the microsecond from wait4 (time(1) rounds them to hundredths,
+# which the differences measured with this script are a few of)
+measure() {
+	python3 - "$@" <<'PY'
+import os, subprocess, sys, time
+start = time.monotonic()
+child = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+_, status, ru = os.wait4(child.pid, 0)
+wall = time.monotonic() - start
+with open(sys.argv[1], "a") as out:
+    out.write("%.4f %.6f %.6f %d\n" % (wall, ru.ru_utime, ru.ru_stime, ru.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+PY
+}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 libs=("$@")
@@ -32,9 +47,9 @@ for i in $(seq 1 "$runs"); do
 		lib=${libs[$n]}
 		pre=$lib
 		[ "$lib" = glibc ] && pre=
-		/usr/bin/time -o "$tmp/t" -f "%e %U %S %M" env LD_PRELOAD="$pre" timeout 120 "$bin" \
-			>/dev/null 2>&1 || echo "compare.sh: $lib run $i failed" >&2
-		tail -n 1 "$tmp/t" >>"$tmp/$n"
+		measure "$tmp/t" env LD_PRELOAD="$pre" timeout 120 "$bin" ||
+			echo "compare.sh: $lib run $i failed" >&2
+		tail -n 1 "$tmp/t" >>"$tmp/$n" 2>/dev/null || true
 	done
 done
 n=0
