@@ -18,20 +18,20 @@ runs=$1 wl=$2
 shift 2
 bin="${BENCH_DIR:-build/bench}/$wl"
 [ -x "$bin" ] || { echo "compare.sh: $bin not found (make bench builds it)" >&2; exit 2; }
-# FILE CMD...: runs CMD and writes "wall user sys maxrss-KiB" to FILE, CPU
-# times to the microsecond from wait4 (time(1) rounds them to hundredths,
-# which the differences measured with this script are a few of)
+# FILE CMD...: runs CMD and writes "wall user sys maxrss-KiB" to FILE, with
+# bench/measure.c (wait4's CPU times to the microsecond: time(1) rounds them
+# to hundredths, which the differences measured here are a few of)
+measure_bin="${BENCH_DIR:-build/bench}/measure"
+[ -x "$measure_bin" ] || { echo "compare.sh: $measure_bin not found (make bench builds it)" >&2; exit 2; }
 measure() {
-	python3 - "$@" <<'PY'
-import os, subprocess, sys, time
-start = time.monotonic()
-child = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-_, status, ru = os.wait4(child.pid, 0)
-wall = time.monotonic() - start
-with open(sys.argv[1], "a") as out:
-    out.write("%.4f %.6f %.6f %d\n" % (wall, ru.ru_utime, ru.ru_stime, ru.ru_maxrss))
-sys.exit(os.waitstatus_to_exitcode(status))
-PY
+	local out=$1 status
+	shift
+	"$measure_bin" "$out.raw" "$@" >/dev/null 2>&1
+	[ -s "$out.raw" ] || return 1
+	sed -E 's/.*status=([0-9]+) wall=([^ ]+) user=([^ ]+) sys=([^ ]+) maxrss_kb=([0-9]+).*/\2 \3 \4 \5/' \
+		"$out.raw" >>"$out"
+	status=$(sed -E 's/^status=([0-9]+).*/\1/' "$out.raw")
+	[ "$status" = 0 ]
 }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

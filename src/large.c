@@ -704,31 +704,39 @@ void *mki_large_realloc(void *p, size_t size)
 }
 
 /* Cached ranges idle for the decay time (all of them if force) go back. */
-size_t mki_large_purge(bool force)
+/* Ranges idle past the decay (all with force) go back, a few at a time:
+ * unmapped outside the shard's lock, and with a small stack frame, since
+ * any thread's malloc may come here (a thread's stack may be 16 KiB). */
+#define PURGE_BATCH 16
+static size_t purge_some(struct large_cache *c, bool force, uint64_t now, size_t *bytes)
 {
-	struct cached_map out[MKI_LARGE_CACHE];
-	size_t bytes = 0;
-	uint64_t now = mki_clock_ms();
-	for (struct large_cache *c = caches; c < caches + MKI_LARGE_SHARDS; c++) {
-		size_t n = 0;
-		if (!may_fit(c, 1)) /* empty */
-			continue;
-		cache_lock(c);
-		for (size_t i = 0; i < c->n;) {
-			if (force || now - c->m[i].since_ms >= mki_opt.decay_ms) {
-				out[n++] = c->m[i];
-				c->bytes -= c->m[i].size;
-				c->m[i] = c->m[--c->n];
-			} else {
-				i++;
-			}
-		}
-		cache_unlock(c);
-		for (size_t i = 0; i < n; i++) {
-			large_unmap(out[i].addr, out[i].size);
-			bytes += out[i].size;
+	struct cached_map out[PURGE_BATCH];
+	size_t n = 0;
+	cache_lock(c);
+	for (size_t i = 0; i < c->n && n < PURGE_BATCH;) {
+		if (force || now - c->m[i].since_ms >= mki_opt.decay_ms) {
+			out[n++] = c->m[i];
+			c->bytes -= c->m[i].size;
+			c->m[i] = c->m[--c->n];
+		} else {
+			i++;
 		}
 	}
+	cache_unlock(c);
+	for (size_t i = 0; i < n; i++) {
+		large_unmap(out[i].addr, out[i].size);
+		*bytes += out[i].size;
+	}
+	return n;
+}
+
+size_t mki_large_purge(bool force)
+{
+	size_t bytes = 0;
+	uint64_t now = mki_clock_ms();
+	for (struct large_cache *c = caches; c < caches + MKI_LARGE_SHARDS; c++)
+		while (may_fit(c, 1) && purge_some(c, force, now, &bytes) == PURGE_BATCH)
+			;
 	return bytes;
 }
 
