@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -802,6 +803,55 @@ static int case_trim(void)
 	return heap_top(1);
 }
 
+/* ------------------------------------------------------------ small stacks */
+
+/* Threads with the smallest stack POSIX allows (PTHREAD_STACK_MIN, 16 KiB
+ * here), as programs that run many threads make them: every path of malloc
+ * and free must fit, the periodic purge of freed memory and malloc_trim
+ * included (libmemkit's purge of cached large blocks once took 14 KiB of
+ * stack). */
+static void *small_stack_worker(void *arg)
+{
+	uint64_t seed = (uintptr_t)arg * 0x9e3779b97f4a7c15ull + 7;
+	long bad = 0;
+	for (int round = 0; round < 4; round++) {
+		void *big[6];
+		for (int i = 0; i < 6; i++) { /* 256 KiB .. 1 MiB: the large cache */
+			big[i] = malloc(((size_t)256 << 10) << (i % 3));
+			bad |= big[i] == NULL;
+		}
+		for (int i = 0; i < 6; i++)
+			free(big[i]);
+		bad |= churn(&seed, 3000, 2048) != 0;
+		void *p = calloc(1000, 64);
+		bad |= p == NULL;
+		p = realloc(p, 300000);
+		bad |= p == NULL;
+		free(p);
+		malloc_trim(0);
+		struct timespec pause = {0, 30 * 1000 * 1000}; /* past the decay */
+		nanosleep(&pause, NULL);
+	}
+	return (void *)bad;
+}
+
+static int case_small_stack(void)
+{
+	enum { THREADS = 4 };
+	pthread_attr_t attr;
+	pthread_t t[THREADS];
+	CHECK(pthread_attr_init(&attr) == 0);
+	CHECK(pthread_attr_setstacksize(&attr, PTHREAD_STACK_MIN) == 0);
+	for (uintptr_t i = 0; i < THREADS; i++)
+		CHECK(pthread_create(&t[i], &attr, small_stack_worker, (void *)i) == 0);
+	for (int i = 0; i < THREADS; i++) {
+		void *bad = (void *)1;
+		CHECK(pthread_join(t[i], &bad) == 0 && bad == NULL);
+	}
+	pthread_attr_destroy(&attr);
+	return 0;
+}
+
 /* ------------------------------------------------------------ driver */
 
 struct life_case {
@@ -823,6 +873,7 @@ static const struct life_case cases[] = {
     {"oom", case_oom, 120},
     {"heap-top", case_heap_top, 120},
     {"trim", case_trim, 120},
+    {"small-stack", case_small_stack, 60},
 };
 
 static int child_main(const char *want, const struct life_case *c)
