@@ -703,7 +703,6 @@ void *mki_large_realloc(void *p, size_t size)
 	return q;
 }
 
-/* Cached ranges idle for the decay time (all of them if force) go back. */
 /* Ranges idle past the decay (all with force) go back, a few at a time:
  * unmapped outside the shard's lock, and with a small stack frame, since
  * any thread's malloc may come here (a thread's stack may be 16 KiB). */

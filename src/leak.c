@@ -41,7 +41,8 @@
  * itself runs (none is expected) is simply not tracked.
  *
  * May call: libc.c, meta.c, mki_block_of (alloc.c), mki_chunk_of and the
- * page descriptors' kind (internal.h), _Unwind_Backtrace (through pointers:
+ * page descriptors' kind (internal.h); bumps page.c's mki_chunk_epoch when
+ * tracking starts; _Unwind_Backtrace (through pointers:
  * libgcc_s is loaded by dlopen from libmemkit's constructor, only when
  * tracking is on), dl_iterate_phdr, dladdr1, open/read/close/readlink,
  * sigaction, pthread_atfork, pthread_key_create/setspecific, pread of
