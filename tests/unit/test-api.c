@@ -2,7 +2,6 @@
  * semantics, every size path (slab classes, page runs, large mappings),
  * alignment, realloc in place and moving, errno on failure. */
 #include <errno.h>
-#include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -503,38 +502,6 @@ static void test_live_counts_many(void)
 	CHECK(live_blocks_of(SIZE) == before);
 }
 
-/* A thread with the smallest stack POSIX allows: its mallocs, frees and
- * trims reach the purge of cached large ranges, which held every range of a
- * shard on its stack (14 KiB, past such a stack's end). */
-static void *small_stack_work(void *arg)
-{
-	int *ok = arg;
-	for (int round = 0; round < 3; round++) {
-		void *big[8];
-		for (int i = 0; i < 8; i++)
-			big[i] = mk_malloc(((size_t)256 << 10) << (i % 3));
-		for (int i = 0; i < 8; i++)
-			mk_free(big[i]);
-		for (int i = 0; i < 1000; i++) /* ticks of the small classes */
-			mk_free(mk_malloc(64));
-		mk_malloc_trim(0);
-	}
-	*ok = 1;
-	return NULL;
-}
-
-static void test_small_thread_stack(void)
-{
-	pthread_attr_t attr;
-	pthread_t t;
-	int ok = 0;
-	CHECK(pthread_attr_init(&attr) == 0);
-	CHECK(pthread_attr_setstacksize(&attr, PTHREAD_STACK_MIN) == 0);
-	CHECK(pthread_create(&t, &attr, small_stack_work, &ok) == 0);
-	CHECK(pthread_join(t, NULL) == 0 && ok);
-	pthread_attr_destroy(&attr);
-}
-
 int main(void)
 {
 	test_sizes();
@@ -555,6 +522,5 @@ int main(void)
 	test_empty_slabs_kept_until_trim();
 	test_live_counts_across_threads();
 	test_live_counts_many();
-	test_small_thread_stack();
 	return check_done("test-api");
 }
