@@ -824,10 +824,9 @@ static void *small_stack_worker(void *arg)
 			free(big[i]);
 		bad |= churn(&seed, 3000, 2048) != 0;
 		void *p = calloc(1000, 64);
-		bad |= p == NULL;
-		p = realloc(p, 300000);
-		bad |= p == NULL;
-		free(p);
+		void *q = realloc(p, 300000);
+		bad |= p == NULL || q == NULL;
+		free(q ? q : p);
 		malloc_trim(0);
 		struct timespec pause = {0, 30 * 1000 * 1000}; /* past the decay */
 		nanosleep(&pause, NULL);
