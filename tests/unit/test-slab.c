@@ -463,9 +463,9 @@ static void test_full_abandoned_slab_left(void)
 }
 
 /* free remembers the chunk of the thread's last free (and a table of
- * others); when any chunk is unmapped all of it goes stale at once (another chunk, with another
- * descriptor, may be mapped at the same address), and the next free looks
- * its chunk up again. */
+ * others); when any chunk is unmapped all of it goes stale at once
+ * (another chunk, with another descriptor, may be mapped at the same
+ * address), and the next free looks its chunk up again. */
 static void test_free_lookup_goes_stale(void)
 {
 	char *p = mk_malloc(64);
