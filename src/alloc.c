@@ -480,7 +480,7 @@ static inline __attribute__((always_inline)) bool
 slab_checks_pass(struct mki_slab *s, struct mki_block *b, uintptr_t tag)
 {
 #ifndef MKI_NO_FREE_CHECKS /* a build for `make bench` only, to price the checks */
-	if (mki_unlikely(!mki_slab_is_slot_start(s, b) || !mki_slab_contains(s, b))) {
+	if (mki_unlikely(!mki_slab_holds_slot(s, b))) {
 		bad_slab_pointer("free", s, b);
 		return false;
 	}
@@ -505,7 +505,7 @@ own_free(struct mki_heap *h, struct mki_slab *s, unsigned cls, struct mki_block 
 	b->tag = tag;
 	s->free = b;
 	h->frees[cls]++;
-	if (mki_unlikely(--s->used == 0 || s->state == MKI_SLAB_FULL))
+	if (mki_unlikely(mki_slab_put_back(&s->used, 1)))
 		mki_heap_free_slow(h, s);
 }
 
@@ -539,7 +539,7 @@ static MKI_NOINLINE void free_by_descriptor(struct mki_slab *s, void *p)
 static MKI_COLD MKI_NOIPA __attribute__((unused)) void bad_recent_free(void *p)
 {
 	struct mki_slab *s = mki_page_desc(mki_chunk_of(p), p)->slab;
-	if (!mki_slab_is_slot_start(s, p) || !mki_slab_contains(s, p))
+	if (!mki_slab_holds_slot(s, p))
 		bad_slab_pointer("free", s, p);
 	double_free_abort(s, p);
 }
@@ -622,6 +622,26 @@ static MKI_NOINLINE void free_large(void *p)
 	errno = saved;
 }
 
+#ifndef MKI_SECURE
+/* free_in_chunk's other cases: not a slab's block, a slab no live heap
+ * owns, another heap's block of a class not yet shared. */
+static MKI_NOINLINE void free_in_chunk_other(struct mki_heap *h, struct mki_chunk *c,
+					     struct mki_page *pg, void *p)
+{
+	if (pg->kind != MKI_PAGE_SLAB) {
+		free_not_slab(c, pg, p);
+		return;
+	}
+	unsigned cls = atomic_load_explicit(&pg->cls, memory_order_relaxed);
+	if (cls == MKI_CLS_NONE) {
+		free_by_descriptor(pg->slab, p);
+		return;
+	}
+	h->shared[cls] = 2;
+	free_shared(p, h, cls);
+}
+#endif
+
 /* A block of chunk c, freed by a thread with heap h. Every path but the
  * slab fast path is a function of its own, reached by a tail call, so that
  * the fast path saves no register. */
@@ -629,13 +649,10 @@ static inline __attribute__((always_inline)) void free_in_chunk(struct mki_heap 
 								struct mki_chunk *c, void *p)
 {
 	struct mki_page *pg = mki_page_desc(c, p);
-	if (mki_unlikely(pg->kind != MKI_PAGE_SLAB)) {
-		free_not_slab(c, pg, p);
-		return;
-	}
 #ifndef MKI_SECURE
-	/* the page names the heap that owns the slab (mki_heap_none when no
-	 * live one does) and its class. A thread's own block goes back to its
+	/* the page names the heap that owns the slab and its class: only a
+	 * slab page of a live heap does (page.c's forget_slab), so neither
+	 * needs the kind tested first. A thread's own block goes back to its
 	 * slab, unless other heaps' blocks of the class have come in lately:
 	 * then it joins them on the recent list, and no descriptor is touched
 	 * (in the server pattern the descriptors' lines are what free costs);
@@ -654,13 +671,12 @@ static inline __attribute__((always_inline)) void free_in_chunk(struct mki_heap 
 		free_own(h, pg->slab, cls, p);
 		return;
 	}
-	if (mki_unlikely(cls == MKI_CLS_NONE)) {
-		free_by_descriptor(pg->slab, p);
+	free_in_chunk_other(h, c, pg, p);
+#else
+	if (mki_unlikely(pg->kind != MKI_PAGE_SLAB)) {
+		free_not_slab(c, pg, p);
 		return;
 	}
-	h->shared[cls] = 2;
-	free_shared(p, h, cls);
-#else
 	(void)h;
 	slab_free(pg->slab, p);
 #endif

@@ -131,6 +131,7 @@ static void slab_to_full(struct mki_heap *h, struct mki_slab *s)
 	list_del(&bin->partial, s);
 	list_push(&bin->full, s);
 	s->state = MKI_SLAB_FULL;
+	s->used += MKI_USED_FULL;
 	update_direct(h, s->cls);
 }
 
@@ -140,6 +141,7 @@ static void slab_to_partial(struct mki_heap *h, struct mki_slab *s)
 	list_del(&bin->full, s);
 	list_push_second(&bin->partial, s);
 	s->state = MKI_SLAB_PARTIAL;
+	s->used -= MKI_USED_FULL;
 	update_direct(h, s->cls);
 }
 
@@ -202,8 +204,7 @@ static void give_back_run(struct mki_heap *h, struct mki_slab *s, struct mki_blo
 	}
 	mki_block_set_next(last, s->free);
 	s->free = first;
-	s->used -= n;
-	if (!s->used || s->state == MKI_SLAB_FULL)
+	if (mki_slab_put_back(&s->used, n))
 		mki_heap_free_slow(h, s);
 }
 
@@ -323,6 +324,8 @@ static void abandoned_del_locked(struct abandoned_list *a, struct mki_slab *s)
  * live blocks goes on *chain (linked by next) for the abandoned lists. */
 static void abandon_slab(struct mki_slab *s, struct mki_slab **chain)
 {
+	if (s->state == MKI_SLAB_FULL)
+		s->used -= MKI_USED_FULL;
 	mki_slab_collect(s);
 	if (!s->used) {
 		atomic_fetch_sub_explicit(&class_slabs[s->cls], 1, memory_order_relaxed);

@@ -261,6 +261,15 @@ static void free_range_locked(struct mki_chunk *c, size_t start, size_t end, boo
 
 /* ------------------------------------------------------------ chunks */
 
+/* Only a slab page owned by a live heap names a class and that heap:
+ * free() tests those before the kind (alloc.c's free_in_chunk). */
+static void forget_slab(struct mki_page *pg)
+{
+	atomic_store_explicit(&pg->cls, MKI_CLS_NONE, memory_order_relaxed);
+	pg->slab = NULL;
+	atomic_store_explicit(&pg->heap, NULL, memory_order_relaxed);
+}
+
 static struct mki_chunk *chunk_new_locked(struct zone *z)
 {
 	void *base;
@@ -272,6 +281,8 @@ static struct mki_chunk *chunk_new_locked(struct zone *z)
 		goto out_unmap;
 	c->base = base;
 	c->zone = (uint8_t)(z - zones);
+	for (size_t i = 0; i < MKI_CHUNK_PAGES; i++)
+		forget_slab(&c->pages[i]);
 	if (radix_set(c, c))
 		goto out_free_meta;
 	c->next = z->chunk_list;
@@ -318,14 +329,12 @@ static void mark_allocated(struct mki_chunk *c, size_t i, size_t npages, enum mk
 	pg->order = (uint8_t)order;
 	pg->npages = (uint32_t)npages;
 	pg->head = (uint32_t)i;
-	pg->slab = NULL;
-	atomic_store_explicit(&pg->cls, MKI_CLS_NONE, memory_order_relaxed);
+	forget_slab(pg);
 	for (size_t j = 1; j < npages; j++) {
 		pg[j].kind = (uint8_t)kind;
 		pg[j].flags = 0;
-		atomic_store_explicit(&pg[j].cls, MKI_CLS_NONE, memory_order_relaxed);
 		pg[j].head = (uint32_t)i;
-		pg[j].slab = NULL;
+		forget_slab(&pg[j]);
 	}
 }
 
@@ -492,8 +501,7 @@ static void clear_descs(struct mki_page *pg, size_t npages)
 	for (size_t j = 0; j < npages; j++) {
 		pg[j].kind = MKI_PAGE_NONE;
 		pg[j].flags = 0;
-		atomic_store_explicit(&pg[j].cls, MKI_CLS_NONE, memory_order_relaxed);
-		pg[j].slab = NULL;
+		forget_slab(&pg[j]);
 	}
 }
 

@@ -91,7 +91,7 @@ struct mki_slab *mki_slab_new(uint32_t size, unsigned order, uint8_t cls, struct
 	s->size = size;
 	s->capacity = (uint32_t)(bytes / size);
 	s->span = s->capacity * size;
-	s->recip = (((uint64_t)1 << 40) + size - 1) / size;
+	s->divides = UINT64_MAX / size + 1;
 	s->order = (uint8_t)order;
 	s->cls = cls;
 	struct mki_chunk *c = mki_chunk_of(base);
@@ -563,7 +563,7 @@ static struct mki_slab *cache_slab_of(const mk_cache_t *c, const void *obj)
 		mki_fatal("mk_cache_free of invalid pointer %p (not from cache '%s')", obj,
 			  c->name);
 	struct mki_slab *s = pg->slab;
-	if (!mki_slab_contains(s, obj) || !mki_slab_is_slot_start(s, obj))
+	if (!mki_slab_holds_slot(s, obj))
 		mki_fatal("mk_cache_free of interior pointer %p (cache '%s')", obj, c->name);
 	return s;
 }

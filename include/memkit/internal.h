@@ -357,9 +357,10 @@ struct mki_slab {
 	/* first cache line: what the owner's fast paths read and write */
 	struct mki_block *free;		/* owner's free list */
 	char *start;			/* first slot */
-	uint64_t recip;			/* ceil(2^40 / size): slot index by multiplication */
+	uint64_t divides;		/* ceil(2^64 / size): mki_is_multiple, slot index */
 	struct mki_heap *_Atomic owner; /* mki_heap_none: abandoned or cache-owned */
-	uint32_t used;			/* slots handed out and not freed back to owner */
+	uint32_t used;			/* slots handed out and not freed back to owner, plus
+			  MKI_USED_FULL while state is MKI_SLAB_FULL */
 	uint32_t size;			/* slot size */
 	uint32_t capacity;		/* slots in the slab */
 	uint32_t carved;		/* slots initialised so far (lazy carving) */
@@ -389,6 +390,27 @@ static inline struct mki_block *mki_tf_list(uintptr_t tf)
 static inline uint32_t mki_tf_count(uintptr_t tf)
 {
 	return (uint32_t)(tf >> MKI_TF_COUNT_SHIFT);
+}
+/* Added to a full slab's used count: a free that needs the slow path
+ * (emptied, or the first into a full slab) is then one signed test of the
+ * decremented count, `(int32_t)used <= 0`. */
+#define MKI_USED_FULL 0x80000000u
+/* used minus n; true when the free that did it needs the slow path (the
+ * slab emptied, or was full). On x86-64 one instruction and a branch on its
+ * flags: compilers test the stored value again (signed, the subtraction
+ * never overflows here: a full slab has blocks out). */
+static inline __attribute__((always_inline)) bool mki_slab_put_back(uint32_t *used, uint32_t n)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	__asm__ goto("subl %1, %0\n\tjle %l[slow]" : "+m"(*used) : "ri"(n) : "cc" : slow);
+	return false;
+slow:
+	return true;
+#else
+	int32_t u = (int32_t)*used - (int32_t)n;
+	*used = (uint32_t)u;
+	return u <= 0;
+#endif
 }
 enum {
 	MKI_SLAB_PARTIAL = 0,
@@ -458,28 +480,29 @@ uint32_t mki_slab_collect(struct mki_slab *s);
  * next remote free tells the owner (true also when it is marked already);
  * false if a remote free came first. */
 bool mki_slab_try_mark_full(struct mki_slab *s);
-static inline size_t mki_slab_index(const struct mki_slab *s, const void *p)
-{
-	return (size_t)((((uint64_t)((const char *)p - s->start)) * s->recip) >> 40);
-}
-/* p starts a slot iff the fraction of off/size, computed as off * recip in
- * 40-bit fixed point, is below 2^22: for off < 2^22 (a slab is at most
- * 4 MiB) and size <= 2^15, a multiple of size leaves at most off * (recip -
- * 2^40/size) < 2^22 there, any other offset at least 2^40/size >= 2^25.
- * One multiplication, and no load of size. */
-static inline bool mki_slab_is_slot_start(const struct mki_slab *s, const void *p)
-{
-	uint64_t off = (uint64_t)((const char *)p - s->start);
-	return ((off * s->recip) & (((uint64_t)1 << 40) - 1)) < ((uint64_t)1 << 22);
-}
-static inline void *mki_slab_slot_of(const struct mki_slab *s, const void *p)
-{
-	return s->start + mki_slab_index(s, p) * s->size;
-}
 /* p is in the slab's slot area (not the tail waste after the last slot) */
 static inline bool mki_slab_contains(const struct mki_slab *s, const void *p)
 {
 	return (size_t)((const char *)p - s->start) < s->span;
+}
+/* p is the start of one of the slab's slots: in the slot area (so its
+ * offset is below 2^32, as mki_is_multiple needs) and at a multiple of the
+ * size. A compare and a multiplication by a field of the line free reads. */
+static inline bool mki_slab_holds_slot(const struct mki_slab *s, const void *p)
+{
+	uint64_t off = (uint64_t)((const char *)p - s->start);
+	return off < s->span && mki_is_multiple(off, s->divides);
+}
+/* off / size for off < 2^32: the high half of off * ceil(2^64 / size)
+ * (Lemire, Kaser and Kurz) */
+static inline size_t mki_slab_index(const struct mki_slab *s, const void *p)
+{
+	uint64_t off = (uint64_t)((const char *)p - s->start);
+	return (size_t)(((unsigned __int128)off * s->divides) >> 64);
+}
+static inline void *mki_slab_slot_of(const struct mki_slab *s, const void *p)
+{
+	return s->start + mki_slab_index(s, p) * s->size;
 }
 const char *mki_cache_name(const struct mk_cache *c);
 /* is p on one of the slab's free lists? O(slab): only to confirm a double free */

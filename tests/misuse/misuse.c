@@ -15,6 +15,7 @@
  * cannot load), and exits with status 90 if not.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -175,6 +176,45 @@ static int case_free_interior_large(void)
 
 	say("free of interior", p + 65536);
 	free(opaque(p + 65536));
+	return 0;
+}
+
+static pthread_barrier_t allocated;
+
+/* allocates a 16-byte block for the main thread, then stays alive (its heap
+ * with it, so that the block's slab has a live owner) */
+static void *alloc_in_thread(void *out)
+{
+	*(void **)out = malloc(opaque_size(16));
+	pthread_barrier_wait(&allocated);
+	for (;;)
+		pause();
+	return NULL;
+}
+
+/* A pointer into pages of a chunk that no slab has used yet, freed by a
+ * thread that has just freed another live thread's 16-byte block, which
+ * makes the smallest class shared in its heap: a class-0 descriptor there
+ * (a new chunk's zeroed descriptors) would send the pointer to the recent
+ * list unchecked but for its offset. libmemkit's alone: glibc has no chunks. */
+static int case_free_in_unused_pages(void)
+{
+	if (!dlsym(RTLD_DEFAULT, "mk_stats_get")) {
+		fprintf(stderr, "not libmemkit: no chunk to free into\n");
+		return 0;
+	}
+	void *other = NULL;
+	pthread_t t;
+	pthread_barrier_init(&allocated, NULL, 2);
+	if (pthread_create(&t, NULL, alloc_in_thread, &other))
+		return 1;
+	pthread_barrier_wait(&allocated);
+	free(other);
+	char *chunk = (char *)((uintptr_t)other & ~(((uintptr_t)4 << 20) - 1));
+	char *p = chunk + (3 << 20) + 4096 + 16;
+	say("free in unused pages", p);
+	free(opaque(p));
+	fprintf(stderr, "free in unused pages not detected\n");
 	return 0;
 }
 
@@ -406,6 +446,8 @@ static const struct misuse_case cases[] = {
      GLIBC_ABORT("free\\(\\): invalid pointer")},
     {"free-interior-large", case_free_interior_large, MK_ABORT("free of interior pointer"),
      GLIBC_ABORT("free\\(\\): invalid pointer")},
+    {"free-in-unused-pages", case_free_in_unused_pages, MK_ABORT("free of invalid pointer"),
+     EXITS("^not libmemkit: no chunk to free into$")},
     {"free-unaligned", case_free_unaligned, MK_ABORT("free of invalid pointer"),
      GLIBC_ABORT("free\\(\\): invalid pointer")},
     {"free-foreign", case_free_foreign, MK_ABORT("free of invalid pointer"),
