@@ -358,25 +358,41 @@ static unsigned cache_put_locked(struct large_cache *c, void *addr, size_t size,
 				 struct cached_map out[2])
 {
 	unsigned n = 0;
-	/* a range next to a cached one joins it: what a split handed out comes
-	 * back to its remainder, as buddies merge */
+	/* a range next to cached ones joins them, on both sides: what a split
+	 * handed out comes back to its remainder, as buddies merge, and a gap
+	 * between two cached ranges closes (joined on one side only, the
+	 * three stayed two, and a request larger than either mapped new
+	 * pages while both sat resident: wl-large's footprint) */
+	struct cached_map *left = NULL, *right = NULL;
 	for (size_t i = 0; i < c->n; i++) {
 		struct cached_map *m = &c->m[i];
-		if ((char *)m->addr + m->size == (char *)addr || (char *)addr + size == m->addr) {
-			if ((char *)addr < (char *)m->addr) {
-				m->addr = addr; /* below hot_end: kept this window */
-			} else {
-				m->hot_end = (char *)addr + size;
-				m->clean_from = m->hot_end;
-			}
-			m->size += size;
-			c->largest = m->size > c->largest ? m->size : c->largest;
-			m->since_ms = mki_clock_ms();
-			m->freer = &thread_tag;
-			c->bytes += size;
-			purge_idle_locked(c, m->since_ms);
-			return 0;
+		if ((char *)m->addr + m->size == (char *)addr)
+			left = m;
+		else if ((char *)addr + size == m->addr)
+			right = m;
+	}
+	if (left || right) {
+		struct cached_map *m = left ? left : right;
+		if (!left) {
+			m->addr = addr; /* below hot_end: kept this window */
+		} else {
+			m->hot_end = (char *)addr + size;
+			m->clean_from = m->hot_end;
 		}
+		m->size += size;
+		if (left && right) { /* right's purged pages stay past clean_from */
+			m->size += right->size;
+			m->clean_from = right->clean_from;
+			*right = c->m[--c->n];
+			if (m == &c->m[c->n]) /* left was the last entry: it moved */
+				m = right;
+		}
+		c->largest = m->size > c->largest ? m->size : c->largest;
+		m->since_ms = mki_clock_ms();
+		m->freer = &thread_tag;
+		c->bytes += size;
+		purge_idle_locked(c, m->since_ms);
+		return 0;
 	}
 	if (c->n && (c->n == MKI_LARGE_CACHE || c->bytes + size > MKI_LARGE_CACHE_TOTAL)) {
 		size_t oldest = 0;

@@ -217,6 +217,30 @@ static void test_large_growing_takes_largest(void)
 	mk_free(y);
 }
 
+/* A freed block between two cached ranges joins both: one range again,
+ * which serves a request larger than either part without a new mapping. */
+static void test_large_cache_joins_both_sides(void)
+{
+	const size_t big = 4 << 20, part = 256 << 10;
+	struct mk_stats before, after;
+	mk_malloc_trim(0);
+	unsigned char *range = mk_malloc(big);
+	CHECK(range != NULL);
+	mk_free(range);
+	unsigned char *x = mk_malloc(part), *y = mk_malloc(part), *z = mk_malloc(part);
+	CHECK(x == range && y == range + part && z == range + 2 * part);
+	mk_free(x);
+	mk_free(z); /* joins the rest of the range after it */
+	mk_free(y); /* between x and z */
+	mk_stats_get(&before);
+	CHECK(before.large_cached == 1 && before.large_cached_bytes == big);
+	unsigned char *again = mk_malloc(big);
+	mk_stats_get(&after);
+	CHECK(again == range && after.sys_mmap == before.sys_mmap);
+	mk_free(again);
+	mk_malloc_trim(0);
+}
+
 /* Pages of a cached range that its reuse does not reach go back to the
  * OS, even while its front serves block after block (the range as a whole
  * is never idle). */
@@ -512,6 +536,7 @@ int main(void)
 	test_large_move_doubles_room();
 	test_large_growing_takes_largest();
 	test_large_cache_purges_unused_tail();
+	test_large_cache_joins_both_sides();
 	test_large_range_reused_across_threads();
 	test_large_growing_leaves_others_ranges();
 	test_large_table_churn();
