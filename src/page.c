@@ -261,8 +261,9 @@ static void free_range_locked(struct mki_chunk *c, size_t start, size_t end, boo
 
 /* ------------------------------------------------------------ chunks */
 
-/* Only a slab page owned by a live heap names a class and that heap:
- * free() tests those before the kind (alloc.c's free_in_chunk). */
+/* Only a slab page owned by a live heap names that heap and a class (a
+ * new chunk's descriptors, never written, name no heap and class 0):
+ * free() tests the heap before the kind (alloc.c's free_in_chunk). */
 static void forget_slab(struct mki_page *pg)
 {
 	atomic_store_explicit(&pg->cls, MKI_CLS_NONE, memory_order_relaxed);
@@ -281,8 +282,6 @@ static struct mki_chunk *chunk_new_locked(struct zone *z)
 		goto out_unmap;
 	c->base = base;
 	c->zone = (uint8_t)(z - zones);
-	for (size_t i = 0; i < MKI_CHUNK_PAGES; i++)
-		forget_slab(&c->pages[i]);
 	if (radix_set(c, c))
 		goto out_free_meta;
 	c->next = z->chunk_list;

@@ -140,6 +140,39 @@ static void test_alignment(void)
 	mk_free(pv);
 }
 
+/* allocations so far of the slab classes above a page */
+static uint64_t slab_allocs_above_page(void)
+{
+	struct mk_stats st;
+	uint64_t n = 0;
+	mk_stats_get(&st);
+	for (unsigned c = 0; c < MK_STATS_MAX_CLASSES; c++)
+		if (st.classes[c].block_size > 4096)
+			n += st.classes[c].allocs;
+	return n;
+}
+
+/* A buffer that realloc grows past a page moves to a page run and grows
+ * there, not through the slab classes above a page (a copy at each, and a
+ * block left resident in each class's slab). */
+static void test_growing_buffer_leaves_slabs(void)
+{
+	unsigned char *p = mk_malloc(3000);
+	CHECK(p != NULL);
+	fill(p, 3000, 31);
+	uint64_t before = slab_allocs_above_page();
+	size_t n = 3000;
+	for (; n < 32 << 10; n += 1000) {
+		p = mk_realloc(p, n + 1000);
+		CHECK(p != NULL && verify(p, 3000, 31));
+	}
+	CHECK(slab_allocs_above_page() == before);
+	/* shrunk to well under half, it goes back to a slab */
+	unsigned char *q = mk_realloc(p, 5000);
+	CHECK(q != NULL && verify(q, 3000, 31) && slab_allocs_above_page() == before + 1);
+	mk_free(q);
+}
+
 /* A large block grows into the cached range right after it: same address,
  * contents kept, and that part of the range is no longer handed out. */
 static void test_large_grows_into_cache(void)
@@ -537,6 +570,7 @@ int main(void)
 	test_large_growing_takes_largest();
 	test_large_cache_purges_unused_tail();
 	test_large_cache_joins_both_sides();
+	test_growing_buffer_leaves_slabs();
 	test_large_range_reused_across_threads();
 	test_large_growing_leaves_others_ranges();
 	test_large_table_churn();
