@@ -245,8 +245,13 @@ static inline void *canary_arm(void *p, size_t size, size_t slot)
  * run rather than a slab: it grows in place into the pages after it, as
  * in glibc's heap, where through the size classes it would be copied at
  * every one and leave a block resident in each class's slab (wl-realloc,
- * one thread: peak RSS 2.8 -> 2.5 MiB, glibc 2.5; CPU -4 %). */
+ * one thread: peak RSS 2.8 -> 2.5 MiB, glibc 2.5; CPU -4 %). Not in the
+ * secure build: runs have no canary after the block. */
+#ifndef MKI_SECURE
 #define GROWS_IN_RUNS_FROM MKI_PAGE_SIZE
+#else
+#define GROWS_IN_RUNS_FROM MKI_SLAB_MAX
+#endif
 
 /* Everything but the small fast path: any size, any power-of-two align. */
 static void *alloc_any(size_t size, size_t align, unsigned how)

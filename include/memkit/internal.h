@@ -359,8 +359,7 @@ struct mki_slab {
 	char *start;			/* first slot */
 	uint64_t divides;		/* ceil(2^64 / size): mki_is_multiple, slot index */
 	struct mki_heap *_Atomic owner; /* mki_heap_none: abandoned or cache-owned */
-	uint32_t used;			/* slots handed out and not freed back to owner, plus
-			  MKI_USED_FULL while state is MKI_SLAB_FULL */
+	uint32_t used;			/* slots out, not freed back (+ MKI_USED_FULL if full) */
 	uint32_t size;			/* slot size */
 	uint32_t capacity;		/* slots in the slab */
 	uint32_t carved;		/* slots initialised so far (lazy carving) */
