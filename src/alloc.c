@@ -864,10 +864,10 @@ size_t mki_usable_size(const void *p)
 
 /* ------------------------------------------------------------ realloc */
 
-/* how: MKI_ALLOC_GROWS where the block is likely to grow again */
-static void *realloc_move(void *p, size_t old_usable, size_t size, unsigned how)
+/* A block moved to a larger size is likely to grow again (MKI_ALLOC_GROWS). */
+static void *realloc_move(void *p, size_t old_usable, size_t size)
 {
-	void *q = alloc_generic(size, MKI_ALIGN, how);
+	void *q = alloc_generic(size, MKI_ALIGN, size > old_usable ? MKI_ALLOC_GROWS : 0);
 	if (!q)
 		return NULL; /* the old block stays as it was */
 	memcpy(q, p, old_usable < size ? old_usable : size);
@@ -880,16 +880,16 @@ static void *realloc_run(void *p, size_t usable, size_t size)
 	size_t npages = mki_align_up(size, MKI_PAGE_SIZE) >> MKI_PAGE_SHIFT;
 	size_t have = usable >> MKI_PAGE_SHIFT;
 	if (size >= mki_opt.mmap_threshold)
-		return realloc_move(p, usable, size, MKI_ALLOC_GROWS);
+		return realloc_move(p, usable, size);
 	if (size <= MKI_SLAB_MAX && size < usable / 2) /* shrunk: a slab's block */
-		return realloc_move(p, usable, size, 0);
+		return realloc_move(p, usable, size);
 	if (npages <= have) {
 		mki_run_shrink(p, npages);
 		return p;
 	}
 	if (mki_run_grow(p, npages))
 		return p;
-	return realloc_move(p, usable, size, MKI_ALLOC_GROWS);
+	return realloc_move(p, usable, size);
 }
 
 static void *realloc_large(void *p, size_t usable, size_t size)
@@ -897,12 +897,12 @@ static void *realloc_large(void *p, size_t usable, size_t size)
 	if (size <= usable && size >= usable / 2)
 		return p; /* fits the mapping (page-rounded, or grown ahead) */
 	if (size < mki_opt.mmap_threshold / 2)
-		return realloc_move(p, usable, size, 0);
+		return realloc_move(p, usable, size);
 	/* mremap refuses guarded mappings, and ranges that span two of the
 	 * kernel's mappings (the reuse cache joins neighbours): then copy */
 	void *q = mki_large_realloc(p, size);
 	if (!q)
-		q = realloc_move(p, usable, size, size > usable ? MKI_ALLOC_GROWS : 0);
+		q = realloc_move(p, usable, size);
 	return q;
 }
 
@@ -969,7 +969,7 @@ static MKI_NOINLINE void *realloc_slow(void *p, size_t size)
 		canary_arm(p, size, mki_page_desc(mki_chunk_of(p), p)->slab->size);
 #endif
 	} else if (kind == MKI_PTR_SLAB)
-		q = realloc_move(p, usable, size, size > usable ? MKI_ALLOC_GROWS : 0);
+		q = realloc_move(p, usable, size);
 	else if (kind == MKI_PTR_RUN)
 		q = realloc_run(p, usable, size);
 	else

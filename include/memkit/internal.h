@@ -390,14 +390,14 @@ static inline uint32_t mki_tf_count(uintptr_t tf)
 {
 	return (uint32_t)(tf >> MKI_TF_COUNT_SHIFT);
 }
-/* Added to a full slab's used count: a free that needs the slow path
- * (emptied, or the first into a full slab) is then one signed test of the
- * decremented count, `(int32_t)used <= 0`. */
+/* Added to a full slab's used count, so that one signed test of the
+ * decremented count finds both frees that need the slow path. */
 #define MKI_USED_FULL 0x80000000u
 /* used minus n; true when the free that did it needs the slow path (the
- * slab emptied, or was full). On x86-64 one instruction and a branch on its
- * flags: compilers test the stored value again (signed, the subtraction
- * never overflows here: a full slab has blocks out). */
+ * slab emptied, or was full): the result is <= 0 as a signed number, and
+ * the subtraction never overflows (a full slab has blocks out). On x86-64
+ * one instruction and a branch on its flags: compilers test the stored
+ * value again. */
 static inline __attribute__((always_inline)) bool mki_slab_put_back(uint32_t *used, uint32_t n)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
