@@ -143,6 +143,9 @@ size_t mki_clamp_threshold(size_t v);
 /* ------------------------------------------------------------ os.c
  * The only file with mmap/munmap/madvise/mremap. 0 or an errno value. */
 int mki_os_map(size_t size, size_t align, void **out);
+/* A chunk (size a power of two, aligned to it), in the chunks' own part of
+ * the address space when it can be */
+int mki_os_map_chunk(size_t size, void **out);
 int mki_os_unmap(void *addr, size_t size);
 int mki_os_map_shared(int fd, size_t size, void **out); /* MAP_SHARED of a file */
 int mki_os_unmap_shared(void *addr, size_t size);

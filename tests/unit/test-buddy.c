@@ -178,6 +178,41 @@ static void test_resident_first(void)
 	CHECK(!mki_pages_resident_free(0));
 }
 
+/* A thread whose zone has no chunk yet maps one of its own rather than
+ * taking pages from another zone's chunk: two threads' page runs then do
+ * not lie in between each other's, where neither could grow in place.
+ * Zones are taken in turn by threads, so as many threads as zones, one
+ * after the other, see every zone; before the rule they all took pages
+ * from main's chunk. (With one CPU there is one zone, and one is seen.) */
+static void *zone_of_new_thread(void *arg)
+{
+	void *p = mk_pages_alloc(0);
+	*(int *)arg = p ? mki_chunk_of(p)->zone : -1;
+	if (p)
+		mk_pages_free(p, 0);
+	return NULL;
+}
+
+static void test_zone_maps_its_first_chunk(void)
+{
+	unsigned zones = mki_cpu_count() < 8 ? mki_cpu_count() : 8;
+	void *hold = mk_pages_alloc(0); /* main's zone has a chunk with room */
+	uint64_t seen = 0;
+	CHECK(hold != NULL);
+	for (unsigned i = 0; i < zones; i++) {
+		pthread_t t;
+		int zone = -1;
+		CHECK(pthread_create(&t, NULL, zone_of_new_thread, &zone) == 0);
+		CHECK(pthread_join(t, NULL) == 0);
+		CHECK(zone >= 0);
+		if (zone >= 0)
+			seen |= (uint64_t)1 << zone;
+	}
+	CHECK(seen == ((uint64_t)1 << zones) - 1);
+	CHECK(mki_page_check() == 0);
+	mk_pages_free(hold, 0);
+}
+
 /* The free lists are split in zones, one a CPU (up to 8), and a thread
  * allocates from its own: but one whose zone has no block large enough
  * takes one from another zone before it maps a new chunk. A thread of
@@ -224,6 +259,7 @@ int main(void)
 	test_trim_releases_chunks();
 	test_dirty_limit();
 	test_resident_first();
+	test_zone_maps_its_first_chunk();
 	test_other_zone_before_new_chunk();
 	return check_done("test-buddy");
 }
