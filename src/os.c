@@ -101,6 +101,16 @@ out_mapped:
  * with MAP_FIXED_NOREPLACE; older kernels take the address as a hint), the
  * chunk goes wherever the kernel puts it, as before, and the next chunk
  * tries the next place. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define MKI_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define MKI_SANITIZED 1
+#endif
+/* (sanitizers keep their shadow memory at these addresses) */
+#if UINTPTR_MAX > 0xFFFFFFFFu && !defined(MKI_SANITIZED)
 #define CHUNK_AREA	((uintptr_t)2 << 40)
 #define CHUNK_AREA_SPAN ((uintptr_t)1 << 40) /* where the first chunk may start */
 #define CHUNK_AREA_END	((uintptr_t)4 << 40)
@@ -135,8 +145,6 @@ static bool map_at(uintptr_t at, size_t size, void **out)
 
 int mki_os_map_chunk(size_t size, void **out)
 {
-	if (UINTPTR_MAX <= 0xFFFFFFFFu)
-		return mki_os_map(size, size, out);
 	if (injected_failure())
 		return ENOMEM;
 	uintptr_t at = atomic_load_explicit(&next_chunk_at, memory_order_relaxed);
@@ -152,6 +160,12 @@ int mki_os_map_chunk(size_t size, void **out)
 	}
 	return mki_os_map(size, size, out);
 }
+#else /* no room for an area of their own, or a sanitizer's */
+int mki_os_map_chunk(size_t size, void **out)
+{
+	return mki_os_map(size, size, out);
+}
+#endif
 
 /* A shared mapping of a file (the shared-memory heap). Not counted in
  * mapped_bytes, which describes this process's private memory. */
