@@ -25,15 +25,7 @@
 #include "memkit/internal.h"
 #include "memkit/pool.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define ARENA_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ARENA_ASAN 1
-#endif
-#endif
-
-#ifdef ARENA_ASAN
+#ifdef MKI_ASAN
 #include <sanitizer/asan_interface.h>
 #define ARENA_REDZONE  MKI_ALIGN
 #define poison(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))

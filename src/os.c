@@ -101,16 +101,8 @@ out_mapped:
  * with MAP_FIXED_NOREPLACE; older kernels take the address as a hint), the
  * chunk goes wherever the kernel puts it, as before, and the next chunk
  * tries the next place. */
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define MKI_SANITIZED 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define MKI_SANITIZED 1
-#endif
 /* (sanitizers keep their shadow memory at these addresses) */
-#if UINTPTR_MAX > 0xFFFFFFFFu && !defined(MKI_SANITIZED)
+#if UINTPTR_MAX > 0xFFFFFFFFu && !defined(MKI_ASAN) && !defined(MKI_TSAN)
 #define CHUNK_AREA	((uintptr_t)2 << 40)
 #define CHUNK_AREA_SPAN ((uintptr_t)1 << 40) /* where the first chunk may start */
 #define CHUNK_AREA_END	((uintptr_t)4 << 40)

@@ -44,6 +44,7 @@
 #define mki_unlikely(x) __builtin_expect(!!(x), 0)
 #define MKI_NOINLINE	__attribute__((noinline))
 #define MKI_COLD	__attribute__((cold, noinline))
+
 /* Not analysed across calls: an abort path that GCC would otherwise find
  * never returns, and call with a stack frame, can be jumped to instead.
  * (clang has no such attribute, and makes no such deduction.) */
@@ -51,6 +52,24 @@
 #define MKI_NOIPA __attribute__((noinline))
 #else
 #define MKI_NOIPA __attribute__((noipa))
+#endif
+
+/* Builds with a sanitizer (the test suite's mk_-API-only libraries):
+ * arena.c poisons its red zones for ASan; os.c leaves the address ranges
+ * the sanitizers' shadow memory takes alone. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MKI_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MKI_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define MKI_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MKI_TSAN 1
+#endif
 #endif
 
 static inline size_t mki_align_up(size_t x, size_t a)
